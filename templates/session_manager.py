@@ -1,0 +1,200 @@
+"""Engine, session factory and FastAPI wiring for async SQLAlchemy 2.x.
+
+Copy into your project (e.g. ``app/db/session_manager.py``). It gives you:
+
+- ``DatabaseSettings.from_env()``: ``DATABASE_URL`` and ``DB_*`` pool settings from the environment.
+- ``create_engine(settings)``: ``create_async_engine`` with pool settings that fit the backend, and
+  for SQLite files: foreign keys on, WAL, a busy timeout and working SAVEPOINTs on aiosqlite.
+- ``create_sessionmaker(engine)``: ``async_sessionmaker(expire_on_commit=False)``.
+- ``lifespan``: creates the engine at startup, disposes it at shutdown.
+- ``SessionDep``: a request-scoped ``AsyncSession`` that commits **before** the response is sent
+  (``Depends(..., scope="function")``), so a failed commit becomes an HTTP error, not a lost write.
+- ``install_error_handlers(app)``: IntegrityError -> 409, pool timeout / lost connection -> 503.
+- ``health_router``: ``GET /health`` runs ``SELECT 1``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+
+def env_flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Connection and pool settings; ``from_env()`` reads them from environment variables."""
+
+    url: str
+    echo: bool = False
+    pool_size: int = 5  # connections kept open per process
+    max_overflow: int = 10  # extra connections under load (closed when returned)
+    pool_timeout: float = 30.0  # seconds to wait for a connection before TimeoutError
+    pool_recycle: int = 1800  # replace connections older than this (MySQL wait_timeout, proxies)
+    null_pool: bool = False  # no pooling: an external pooler (PgBouncer) or serverless
+    connect_args: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> DatabaseSettings:
+        url = environ.get("DATABASE_URL")
+        if not url:
+            raise RuntimeError(
+                "DATABASE_URL is not set (e.g. postgresql+asyncpg://user:pass@host/db, "
+                "mysql+aiomysql://user:pass@host/db or sqlite+aiosqlite:///app.db)"
+            )
+        return cls(
+            url=url,
+            echo=env_flag(environ.get("DB_ECHO")),
+            pool_size=int(environ.get("DB_POOL_SIZE", cls.pool_size)),
+            max_overflow=int(environ.get("DB_MAX_OVERFLOW", cls.max_overflow)),
+            pool_timeout=float(environ.get("DB_POOL_TIMEOUT", cls.pool_timeout)),
+            pool_recycle=int(environ.get("DB_POOL_RECYCLE", cls.pool_recycle)),
+            null_pool=env_flag(environ.get("DB_NULL_POOL")),
+        )
+
+
+def is_sqlite_memory(database: str | None) -> bool:
+    return not database or database == ":memory:" or database.startswith("file::memory:")
+
+
+def configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int = 5000) -> None:
+    """Per-connection SQLite setup, installed on the engine's sync core.
+
+    sqlite3 (under aiosqlite) opens transactions itself and never emits BEGIN for SAVEPOINT
+    work, which breaks ``begin_nested()``. Turning its own handling off and emitting BEGIN from
+    SQLAlchemy's ``begin`` event is the SQLAlchemy-documented fix ("Serializable isolation /
+    Savepoints / Transactional DDL" in the SQLite dialect docs).
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None  # autocommit at the driver; we send BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def create_engine(settings: DatabaseSettings, **overrides: Any) -> AsyncEngine:
+    """``create_async_engine`` with settings that fit the backend in ``settings.url``.
+
+    ``overrides`` go straight to ``create_async_engine`` (e.g. ``connect_args``).
+    """
+    url = make_url(settings.url)
+    kwargs: dict[str, Any] = {"echo": settings.echo, "connect_args": dict(settings.connect_args)}
+    sqlite = url.get_backend_name() == "sqlite"
+    if settings.null_pool:
+        kwargs["poolclass"] = NullPool  # never QueuePool: async engines need the async-adapted pool
+    elif not (sqlite and is_sqlite_memory(url.database)):
+        # pre_ping costs one round trip per checkout and saves the first request after a
+        # restart / idle disconnect from failing. Memory SQLite uses a StaticPool: no sizing.
+        kwargs.update(
+            pool_pre_ping=True,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout,
+            pool_recycle=settings.pool_recycle,
+        )
+    kwargs.update(overrides)
+    engine = create_async_engine(url, **kwargs)
+    if sqlite:
+        configure_sqlite(engine)
+    return engine
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep attribute values after commit (no implicit lazy refresh -> MissingGreenlet)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+# --- FastAPI -------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Create the engine once per process; dispose it (close pooled connections) at shutdown."""
+    engine = create_engine(DatabaseSettings.from_env())
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    try:
+        yield
+    finally:
+        await engine.dispose()
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request; commit if the endpoint returned normally, else roll back.
+
+    Use it through ``SessionDep`` (``scope="function"``): the code after ``yield`` then runs
+    when the endpoint returns and **before** the response is sent, so an IntegrityError at
+    commit reaches the error handlers (-> 409) instead of being raised after a 2xx went out.
+    """
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def install_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
+    """Map database errors to HTTP answers instead of a 500 with a traceback."""
+
+    async def conflict(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": "conflict with existing data"}, status_code=409)
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "database unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": str(retry_after_seconds)},
+        )
+
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return await unavailable(request, exc)
+        raise exc
+
+    app.add_exception_handler(IntegrityError, conflict)
+    app.add_exception_handler(PoolTimeoutError, unavailable)
+    app.add_exception_handler(DBAPIError, database_error)
+
+
+health_router = APIRouter()
+
+
+@health_router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """200 when ``SELECT 1`` succeeds, 503 otherwise (without leaking connection details)."""
+    engine: AsyncEngine = request.app.state.engine
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+    return JSONResponse({"status": "ok"})

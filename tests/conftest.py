@@ -1,0 +1,119 @@
+"""Backend matrix for the whole suite.
+
+Every test that takes the ``backend`` fixture (directly or through ``db_url`` / ``engine`` /
+``server_url``) runs once per database backend:
+
+- ``sqlite``      always (aiosqlite, a file in a temporary directory);
+- ``postgresql``  when ``TEST_POSTGRES_URL`` is set, e.g. postgresql+asyncpg://postgres@127.0.0.1/test;
+- ``mysql``       when ``TEST_MYSQL_URL`` is set, e.g. mysql+aiomysql://root@127.0.0.1/test.
+
+Without a URL the server backend is skipped with a reason that says how to enable it; with
+``REQUIRE_ALL_BACKENDS=1`` a missing URL or an unreachable server fails instead.
+Each test session works in its own schema (PostgreSQL) / database (MySQL) / file (SQLite), made by
+``templates.scratch`` and removed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import URL, make_url  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
+from sqlalchemy.pool import NullPool  # noqa: E402
+
+from templates.scratch import scratch_url  # noqa: E402
+from templates.session_manager import DatabaseSettings, create_engine  # noqa: E402
+
+BACKENDS: dict[str, str | None] = {"sqlite": None, "postgresql": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}
+EXAMPLE_URLS = {
+    "postgresql": "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
+    "mysql": "mysql+aiomysql://root@127.0.0.1:3306/test",
+}
+REQUIRE_ALL = os.environ.get("REQUIRE_ALL_BACKENDS", "").strip() not in ("", "0", "false", "no")
+
+_reachable: dict[str, str | None] = {}
+
+
+def masked(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def _probe(url: str) -> None:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            await asyncio.wait_for(conn.execute(text("SELECT 1")), 5)
+    finally:
+        await engine.dispose()
+
+
+def unavailable_reason(backend: str) -> str | None:
+    """None when the backend can be used, else why not (and how to enable it)."""
+    if backend in _reachable:
+        return _reachable[backend]
+    var = BACKENDS[backend]
+    reason: str | None = None
+    if var is not None:
+        url = os.environ.get(var)
+        if not url:
+            reason = f"{backend} tests skipped: set {var}={EXAMPLE_URLS[backend]} (your server's URL) to run them"
+        else:
+            try:
+                asyncio.run(asyncio.wait_for(_probe(url), 10))
+            except Exception as exc:  # noqa: BLE001 - any failure means "cannot use it"
+                reason = f"{backend} server at {masked(url)} is unreachable: {type(exc).__name__}: {exc}"
+    _reachable[backend] = reason
+    return reason
+
+
+def server_url_for(backend: str) -> str:
+    var = BACKENDS[backend]
+    return os.environ[var] if var else "sqlite+aiosqlite://"
+
+
+@pytest.fixture(scope="session", params=list(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    reason = unavailable_reason(name)
+    if reason:
+        if REQUIRE_ALL:
+            pytest.fail(f"REQUIRE_ALL_BACKENDS=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return name
+
+
+@pytest.fixture(scope="session")
+def server_url(backend: str) -> str:
+    """The server URL as the user would set DATABASE_URL (for subprocess runs of examples/scripts).
+
+    Programs given this URL must create their own namespace (templates.scratch) and clean up.
+    """
+    return server_url_for(backend)
+
+
+@pytest.fixture(scope="session")
+async def db_url(server_url: str) -> AsyncIterator[tuple[URL, dict[str, Any]]]:
+    """A fresh namespace for this test session: ``(url, connect_args)``; dropped at the end."""
+    async with scratch_url(server_url) as namespace:
+        yield namespace
+
+
+@pytest.fixture(scope="session")
+async def engine(db_url: tuple[URL, dict[str, Any]]) -> AsyncIterator[AsyncEngine]:
+    """One engine per backend for the session, made by the template's ``create_engine``."""
+    url, connect_args = db_url
+    eng = create_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
+    yield eng
+    await eng.dispose()
