@@ -6,7 +6,7 @@ Copy into your project (e.g. ``app/db/session_manager.py``). It gives you:
 - ``create_engine(settings)``: ``create_async_engine`` with pool settings that fit the backend, and
   for SQLite files: foreign keys on, WAL, a busy timeout and working SAVEPOINTs on aiosqlite.
 - ``create_sessionmaker(engine)``: ``async_sessionmaker(expire_on_commit=False)``.
-- ``lifespan``: creates the engine at startup, disposes it at shutdown.
+- ``lifespan`` / ``create_lifespan(settings)``: creates the engine at startup, disposes it at shutdown.
 - ``SessionDep``: a request-scoped ``AsyncSession`` that commits **before** the response is sent
   (``Depends(..., scope="function")``), so a failed commit becomes an HTTP error, not a lost write.
 - ``install_error_handlers(app)``: IntegrityError -> 409, pool timeout / lost connection -> 503.
@@ -16,8 +16,8 @@ Copy into your project (e.g. ``app/db/session_manager.py``). It gives you:
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -129,16 +129,35 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 # --- FastAPI -------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Create the engine once per process; dispose it (close pooled connections) at shutdown."""
-    engine = create_engine(DatabaseSettings.from_env())
-    app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
-    try:
-        yield
-    finally:
-        await engine.dispose()
+def create_lifespan(
+    settings: DatabaseSettings | Callable[[], DatabaseSettings] = DatabaseSettings.from_env,
+    *,
+    on_startup: Callable[[AsyncEngine], Awaitable[None]] | None = None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A lifespan that owns one engine per process: ``FastAPI(lifespan=create_lifespan(settings))``.
+
+    ``settings`` is a ``DatabaseSettings`` or a callable returning one, called at startup (the
+    default reads the environment then, not at import). ``on_startup(engine)`` runs after the
+    engine exists, e.g. to create tables in a demo. The engine is disposed at shutdown.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings() if callable(settings) else settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        try:
+            if on_startup is not None:
+                await on_startup(engine)
+            yield
+        finally:
+            await engine.dispose()
+
+    return lifespan
+
+
+# Create the engine once per process from DATABASE_URL; dispose it at shutdown.
+lifespan = create_lifespan()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -191,7 +210,9 @@ health_router = APIRouter()
 @health_router.get("/health")
 async def health(request: Request) -> JSONResponse:
     """200 when ``SELECT 1`` succeeds, 503 otherwise (without leaking connection details)."""
-    engine: AsyncEngine = request.app.state.engine
+    engine: AsyncEngine | None = getattr(request.app.state, "engine", None)
+    if engine is None:  # lifespan did not run (e.g. a test client without it)
+        return JSONResponse({"status": "unavailable"}, status_code=503)
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
