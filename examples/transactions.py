@@ -1,0 +1,349 @@
+"""Transactions: savepoints, a retry helper for serialization failures and deadlocks, row locks.
+
+Shows:
+- ``session.begin_nested()`` (SAVEPOINT): one bad row in a batch is rolled back, the rest of the
+  outer transaction is kept and committed.
+- ``run_in_transaction(sessionmaker, fn, attempts=..., backoff=...)``: runs ``fn(session)`` in a
+  fresh session and transaction, and runs it again (exponential backoff with jitter) when the
+  database aborted it as a serialization failure or deadlock: PostgreSQL SQLSTATE 40001 / 40P01,
+  MySQL/MariaDB errors 1213 (deadlock) / 1205 (lock wait timeout). Any other error is raised at
+  once. Detection reads ``exc.orig``, so it works with asyncpg, psycopg and aiomysql alike.
+  A real conflict is provoked: on PostgreSQL two concurrent SERIALIZABLE read-modify-write
+  transactions (40001), on MariaDB two transfers that lock the same rows in opposite order
+  (1213). On SQLite (one writer at a time) the helper runs the function once.
+- ``with_for_update()``: row locks; ``skip_locked=True`` lets queue workers take different rows
+  without waiting for each other. SQLite has no row locks: SQLAlchemy leaves ``FOR UPDATE`` out.
+
+Use when: a batch must survive individual bad rows, when you run SERIALIZABLE / REPEATABLE READ
+transactions or lock rows (retries are then part of the contract), when building a job queue.
+Reuse: ``from examples.transactions import run_in_transaction`` (or copy the function).
+Run: ``python examples/transactions.py`` (DATABASE_URL optional; default embedded SQLite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import String, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from templates.base_model import Base
+from templates.scratch import scratch_engine
+from templates.session_manager import create_sessionmaker
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# PostgreSQL: serialization_failure, deadlock_detected (Appendix A, "PostgreSQL Error Codes").
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+# MySQL/MariaDB: ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT. After 1213 InnoDB has rolled the whole
+# transaction back; after 1205 only the statement - we roll back and rerun everything either way.
+RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205})
+
+
+class TxAccount(Base):
+    __tablename__ = "tx_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    balance: Mapped[int] = mapped_column(default=0)
+
+
+class TxJob(Base):
+    __tablename__ = "tx_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payload: Mapped[str] = mapped_column(String(100))
+    claimed_by: Mapped[str | None] = mapped_column(String(50), default=None)
+
+
+def db_error_codes(exc: BaseException) -> tuple[str | None, int | None]:
+    """``(SQLSTATE, MySQL error number)`` behind a SQLAlchemy ``DBAPIError``, whichever driver raised it.
+
+    ``exc.orig`` is the driver's exception: asyncpg (through SQLAlchemy's adapter) and psycopg 3
+    expose the SQLSTATE as ``sqlstate``, psycopg2 as ``pgcode``; aiomysql, asyncmy and PyMySQL put
+    the MySQL error number in ``args[0]`` (recent PyMySQL also sets ``sqlstate``). Check the error
+    number on MySQL: 1205 (lock wait timeout) comes with the catch-all SQLSTATE HY000.
+    """
+    if not isinstance(exc, DBAPIError):
+        return None, None
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    args = getattr(orig, "args", ())
+    errno = args[0] if args else getattr(orig, "errno", None)
+    return (sqlstate if isinstance(sqlstate, str) else None), (errno if isinstance(errno, int) else None)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for a serialization failure or deadlock (PostgreSQL 40001/40P01, MySQL 1213/1205).
+
+    A lost connection is not retried: whether its COMMIT happened is unknown.
+    """
+    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
+        return False
+    sqlstate, errno = db_error_codes(exc)
+    return sqlstate in RETRYABLE_SQLSTATES or errno in RETRYABLE_MYSQL_ERRORS
+
+
+async def run_in_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    fn: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    attempts: int = 5,
+    backoff: float = 0.05,
+    max_backoff: float = 2.0,
+    isolation_level: str | None = None,
+    retry_if: Callable[[BaseException], bool] = is_retryable,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> T:
+    """Run ``await fn(session)`` in a new session and transaction; commit; return its result.
+
+    When the transaction fails with an error ``retry_if`` accepts (default: serialization
+    failure / deadlock), it is rolled back and ``fn`` runs again in a *new* session after
+    ``uniform(0, min(max_backoff, backoff * 2**(n-1)))`` seconds ("full jitter"), up to
+    ``attempts`` runs in total; then the last error is raised. Other errors propagate at once.
+
+    ``fn`` must do all its work through ``session`` and must not commit: the helper commits, and
+    the commit (where PostgreSQL may report 40001) is inside the retried block. Keep side
+    effects outside the database (e-mails, HTTP calls) out of ``fn``; it may run several times.
+    ``isolation_level`` (e.g. ``"SERIALIZABLE"``) applies to this transaction only.
+    ``on_retry(attempt, error, delay)`` is called before each sleep (metrics, logging).
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    if backoff < 0 or max_backoff < 0:
+        raise ValueError("backoff and max_backoff must be >= 0")
+    attempt = 1
+    while True:
+        try:
+            async with sessionmaker() as session, session.begin():
+                if isolation_level is not None:
+                    # First use of the session's connection: sets the level for this transaction
+                    # only; the pool resets it when the connection is returned.
+                    await session.connection(execution_options={"isolation_level": isolation_level})
+                return await fn(session)
+        except Exception as exc:
+            if attempt >= attempts or not retry_if(exc):
+                raise
+            delay = random.uniform(0, min(max_backoff, backoff * 2 ** (attempt - 1)))
+            log.info("attempt %d/%d failed with %s; retrying in %.3fs", attempt, attempts, db_error_codes(exc), delay)
+            if on_retry is not None:
+                on_retry(attempt, exc, delay)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+
+class Rendezvous:
+    """Let ``parties`` tasks wait for each other (``asyncio.Barrier`` exists only from 3.11)."""
+
+    def __init__(self, parties: int) -> None:
+        self.parties = parties
+        self.arrived = 0
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout: float = 10.0) -> None:
+        self.arrived += 1
+        if self.arrived >= self.parties:
+            self.event.set()
+        await asyncio.wait_for(self.event.wait(), timeout)
+
+
+async def import_accounts(session: AsyncSession, rows: list[tuple[str, int]]) -> list[str]:
+    """Insert each row in its own SAVEPOINT; return the names skipped as duplicates."""
+    skipped = []
+    for name, balance in rows:
+        try:
+            async with session.begin_nested():  # SAVEPOINT ... RELEASE, or ROLLBACK TO on error
+                session.add(TxAccount(name=name, balance=balance))
+        except IntegrityError:
+            skipped.append(name)  # only this row is undone; the outer transaction goes on
+    return skipped
+
+
+async def concurrent_deposits(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    account_id: int,
+    amounts: list[int],
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> list[int]:
+    """Deposit concurrently with read-modify-write under SERIALIZABLE; return attempts per task.
+
+    Every first attempt reads the balance, then waits until all tasks have read it, so the
+    conflict is certain: PostgreSQL aborts all writers but one with 40001; InnoDB turns the
+    SERIALIZABLE reads into shared locks and reports a deadlock (1213).
+    """
+    rendezvous = Rendezvous(len(amounts))
+    attempts = [0] * len(amounts)
+
+    async def deposit(i: int) -> None:
+        async def work(session: AsyncSession) -> None:
+            attempts[i] += 1
+            account = await session.get(TxAccount, account_id)
+            assert account is not None
+            if attempts[i] == 1:
+                await rendezvous.wait()
+            account.balance += amounts[i]
+
+        await run_in_transaction(sessionmaker, work, isolation_level="SERIALIZABLE", on_retry=on_retry)
+
+    await asyncio.gather(*(deposit(i) for i in range(len(amounts))))
+    return attempts
+
+
+async def crossed_transfers(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    a: int,
+    b: int,
+    amount_ab: int,
+    amount_ba: int,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> list[int]:
+    """Transfer a->b and b->a at the same time, each locking its source row first: a deadlock.
+
+    The database picks a victim (MariaDB at once, PostgreSQL after ``deadlock_timeout``, 1 s by
+    default); the helper reruns the victim after the survivor commits. Returns attempts per task.
+    """
+    rendezvous = Rendezvous(2)
+    attempts = [0, 0]
+
+    async def transfer(i: int, src: int, dst: int, amount: int) -> None:
+        async def work(session: AsyncSession) -> None:
+            attempts[i] += 1
+            source = await session.get(TxAccount, src, with_for_update=True)  # SELECT ... FOR UPDATE
+            if attempts[i] == 1:
+                await rendezvous.wait()  # both hold their first lock now
+            target = await session.get(TxAccount, dst, with_for_update=True)
+            assert source is not None and target is not None
+            source.balance -= amount
+            target.balance += amount
+
+        await run_in_transaction(sessionmaker, work, on_retry=on_retry)
+
+    await asyncio.gather(transfer(0, a, b, amount_ab), transfer(1, b, a, amount_ba))
+    return attempts
+
+
+async def claim_job(session: AsyncSession, worker: str) -> TxJob | None:
+    """Take the oldest unclaimed job that no other transaction has locked (a queue worker)."""
+    stmt = (
+        select(TxJob)
+        .where(TxJob.claimed_by.is_(None))
+        .order_by(TxJob.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    job = await session.scalar(stmt)
+    if job is not None:
+        job.claimed_by = worker
+    return job
+
+
+async def two_workers(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """Worker A keeps its transaction (and row lock) open while worker B claims: B skips A's row."""
+    a_has_lock, b_done = asyncio.Event(), asyncio.Event()
+    claimed: dict[str, int] = {}
+
+    async def worker_a() -> None:
+        async with sessionmaker() as session, session.begin():
+            job = await claim_job(session, "A")
+            assert job is not None
+            claimed["A"] = job.id
+            a_has_lock.set()
+            await asyncio.wait_for(b_done.wait(), 10)  # hold the lock until B has finished
+
+    async def worker_b() -> None:
+        await asyncio.wait_for(a_has_lock.wait(), 10)
+        async with sessionmaker() as session, session.begin():
+            job = await claim_job(session, "B")
+            assert job is not None
+            claimed["B"] = job.id
+        b_done.set()
+
+    await asyncio.gather(worker_a(), worker_b())
+    return claimed
+
+
+async def main() -> None:
+    async with scratch_engine() as engine:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        sessionmaker = create_sessionmaker(engine)
+        backend = "mariadb" if getattr(engine.dialect, "is_mariadb", False) else engine.dialect.name
+
+        # 1. Savepoints: the duplicate "bob" is skipped, the other rows are committed.
+        async with sessionmaker() as session, session.begin():
+            skipped = await import_accounts(session, [("alice", 100), ("bob", 100), ("bob", 5), ("carol", 0)])
+        async with sessionmaker() as session:
+            names = list(await session.scalars(select(TxAccount.name).order_by(TxAccount.name)))
+        if skipped != ["bob"] or names != ["alice", "bob", "carol"]:
+            raise AssertionError(f"savepoint import: skipped={skipped} stored={names}")
+        print(f"savepoints on {backend}: stored {names}, skipped duplicate {skipped}")
+
+        async with sessionmaker() as session:
+            ids = {a.name: a.id for a in await session.scalars(select(TxAccount))}
+
+        # 2. Retries.
+        if backend == "sqlite":
+            calls = 0
+
+            async def deposit(session: AsyncSession) -> int:
+                nonlocal calls
+                calls += 1
+                account = await session.get(TxAccount, ids["alice"])
+                assert account is not None
+                account.balance += 25
+                return account.balance
+
+            balance = await run_in_transaction(sessionmaker, deposit)
+            if (calls, balance) != (1, 125):
+                raise AssertionError(f"sqlite: {calls} calls, balance {balance}")
+            print("retry helper on sqlite: ran once (one writer at a time, no serialization failures)")
+        else:
+            codes: list[str] = []
+
+            def record(attempt: int, exc: BaseException, delay: float) -> None:
+                sqlstate, errno = db_error_codes(exc)
+                codes.append(f"{errno} (SQLSTATE {sqlstate})" if errno else f"SQLSTATE {sqlstate}")
+
+            if backend == "postgresql":
+                attempts = await concurrent_deposits(sessionmaker, ids["alice"], [10, 15], on_retry=record)
+                kind = "SERIALIZABLE read-modify-write"
+            else:
+                attempts = await crossed_transfers(sessionmaker, ids["alice"], ids["bob"], 30, 20, on_retry=record)
+                kind = "transfers locking rows in opposite order"
+            async with sessionmaker() as session:
+                alice = await session.get(TxAccount, ids["alice"])
+                bob = await session.get(TxAccount, ids["bob"])
+                assert alice is not None and bob is not None
+            expected = (125, 100) if backend == "postgresql" else (90, 110)
+            if (alice.balance, bob.balance) != expected or not codes:
+                raise AssertionError(f"{kind}: balances {(alice.balance, bob.balance)}, retried on {codes}")
+            print(f"retry helper on {backend}: {kind} -> retried on {codes}, attempts per task {attempts}")
+            print(f"  final balances alice={alice.balance} bob={bob.balance} (nothing lost, nothing doubled)")
+
+        # 3. Row locks.
+        async with sessionmaker() as session, session.begin():
+            session.add_all([TxJob(payload=f"job {n}") for n in range(3)])
+        if backend == "sqlite":
+            print("with_for_update on sqlite: no row locks; SQLAlchemy omits FOR UPDATE (whole-database write lock)")
+        else:
+            claimed = await two_workers(sessionmaker)
+            if claimed["A"] == claimed["B"]:
+                raise AssertionError(f"skip_locked: both workers got job {claimed['A']}")
+            print(f"with_for_update(skip_locked=True) on {backend}: worker A got job {claimed['A']}, B got job {claimed['B']} without waiting")
+    print("transactions: ok")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
