@@ -1,0 +1,157 @@
+"""Set up Alembic for an async SQLAlchemy project (logic of scripts/setup-alembic.sh).
+
+Writes alembic.ini and the migrations folder (env.py, script.py.mako, versions/) into the project
+from the skill's templates. Safe to run twice; never overwrites a different setup without --force
+(which keeps a backup); never installs anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+if sys.version_info < (3, 10):
+    print(f"error: Python 3.10+ is required (this is {sys.version.split()[0]}); set PYTHON=...", file=sys.stderr)
+    sys.exit(3)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scriptlib import (  # noqa: E402
+    EXIT_ENV, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EnvironmentProblem, bounded, emit, fail, require_module, wants_json,
+)
+
+EPILOG = """\
+exit codes:
+  0  set up, or already set up identically (nothing changed)
+  1  a different setup exists (files listed; use --force to replace them, with a backup)
+  2  bad usage or input (unknown option, --metadata that does not import)
+  3  environment problem (sqlalchemy or alembic not installed for this Python)
+
+example:
+  cd my-project && bash /path/to/skill/scripts/setup-alembic.sh --metadata app.models:Base.metadata
+
+The database URL is never written to alembic.ini: env.py reads DATABASE_URL at migration time.
+Python: python3, or the interpreter in $PYTHON (use your project's virtualenv).
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        fail(EXIT_USAGE, f"{message} (see --help)", as_json=wants_json(sys.argv[1:]))
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = Parser(
+        prog="setup-alembic.sh",
+        description="Write alembic.ini and an async Alembic environment into the project (the current directory).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--metadata", required=True, metavar="MODULE:ATTR",
+                        help="the MetaData autogenerate compares with, e.g. app.models:Base.metadata")
+    parser.add_argument("--dir", default="alembic", metavar="DIR", help="migrations folder (default: alembic)")
+    parser.add_argument("--project", default=".", metavar="PATH", help="project root (default: current directory)")
+    parser.add_argument("--force", action="store_true", help="replace a different existing setup (keeps FILE.bak-TIMESTAMP)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be written; write nothing")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    return parser.parse_args(argv)
+
+
+def backup_path(target: Path, stamp: str) -> Path:
+    candidate = target.with_name(f"{target.name}.bak-{stamp}")
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = target.with_name(f"{target.name}.bak-{stamp}-{n}")
+    return candidate
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    as_json = args.json
+    try:
+        require_module("sqlalchemy", "sqlalchemy[asyncio]")
+        require_module("alembic")
+    except EnvironmentProblem as exc:
+        fail(EXIT_ENV, str(exc), as_json=as_json)
+
+    from migration_tools import MetadataError, check_metadata, plan_setup
+
+    project = Path(args.project).resolve()
+    if not project.is_dir():
+        fail(EXIT_USAGE, f"project folder {args.project!r} does not exist", as_json=as_json)
+    directory = args.dir.strip().rstrip("/\\")
+    if not directory or directory in (".", "..") or Path(directory).parts[:1] == ("..",):
+        fail(EXIT_USAGE, f"--dir {args.dir!r}: give a folder inside the project, e.g. alembic or db/migrations", as_json=as_json)
+    try:
+        metadata = check_metadata(args.metadata, project)
+    except MetadataError as exc:
+        fail(EXIT_USAGE, str(exc), as_json=as_json)
+
+    plans = plan_setup(project, metadata, directory)
+    conflicts = [p for p in plans if p.action == "replace"]
+    refused = bool(conflicts) and not args.force
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+
+    if not args.dry_run and not refused:
+        for plan in plans:
+            if plan.action == "unchanged":
+                continue
+            target = project / plan.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if plan.action == "replace":
+                backup = backup_path(target, stamp)
+                shutil.copy2(target, backup)
+                plan.backup = str(backup.relative_to(project))
+            target.write_text(plan.content)
+
+    changed = [p for p in plans if p.action != "unchanged"]
+    result = {
+        "ok": not refused,
+        "project": str(project),
+        "metadata": metadata,
+        "directory": directory,
+        "dry_run": args.dry_run,
+        "changed": bool(changed) and not refused and not args.dry_run,
+        "files": [{"path": p.path, "action": p.action, "differences": p.differences, "backup": p.backup} for p in plans],
+    }
+    verb = {"create": "would create" if args.dry_run else "created",
+            "replace": "would replace" if args.dry_run or refused else "replaced",
+            "unchanged": "unchanged"}
+    lines = []
+    for p in plans:
+        line = f"{verb[p.action]:<14} {p.path}"
+        if p.backup:
+            line += f" (backup: {p.backup})"
+        lines.append(line)
+        shown, more = bounded(p.differences, 5)
+        lines += [f"               - {d}" for d in shown] + ([f"               - ... and {more} more"] if more else [])
+    if refused:
+        names = ", ".join(p.path for p in conflicts)
+        message = f"a different Alembic setup exists ({names}); nothing written. Re-run with --force to replace it (backups are kept)"
+        result["error"] = message
+        emit(result, as_json=as_json, human=lines + [f"refused: {message}"])
+        if not as_json:
+            print(f"error: {message}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if not changed:
+        lines.append("already set up: nothing changed")
+    elif not args.dry_run:
+        lines.append(f"target_metadata = {metadata}; the URL comes from DATABASE_URL at migration time")
+        lines.append('next: bash scripts/generate-migration.sh "initial schema"   (then: alembic upgrade head)')
+    emit(result, as_json=as_json, human=lines)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - one masked line, never a traceback
+        fail(EXIT_PROBLEMS, f"setup failed: {type(exc).__name__}: {exc}", as_json=wants_json(sys.argv[1:]))
