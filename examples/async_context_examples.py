@@ -145,7 +145,7 @@ async def main() -> None:
         async with sessionmaker() as session:
             user = await session.get(User, ada.id)
             assert user is not None
-            await session.refresh(user, ["posts"])  # one SELECT; fine with lazy="raise"
+            await session.refresh(user, ["posts"])  # works with lazy="raise" (2 SELECTs: row, posts)
             via_refresh = len(user.posts)
         async with sessionmaker() as session:
             user = (await session.scalars(select(User).where(User.id == ada.id).options(lazyload(User.posts)))).one()
