@@ -141,6 +141,13 @@ async def users_with_posts(session: AsyncSession, ids: Sequence[uuid.UUID]) -> l
     return list((await session.scalars(stmt)).all())
 
 
+async def load_posts_later(session: AsyncSession, user: User) -> list[Post]:
+    """A user loaded without posts: refresh() loads the named relationship even if it is
+    lazy="raise" (awaitable_attrs would raise). 2 statements: the user row, then the posts."""
+    await session.refresh(user, attribute_names=["posts"])
+    return user.posts
+
+
 async def users_with_posts_and_tags(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[User]:
     """One extra SELECT per relationship level: users, posts, post_tags, tags = 4 statements."""
     stmt = (
@@ -282,7 +289,11 @@ async def demo(engine: AsyncEngine) -> None:
             else:
                 raise AssertionError("User.posts is lazy='raise' and should have refused to load")
         expect(queries, 1, "lazy='raise' access")
-    print("lazy='raise': unloaded User.posts raised, 1 statement")
+        with count_queries(engine) as queries:
+            posts = await load_posts_later(session, user)
+        expect(queries, 2, "refresh(user, ['posts'])")
+        assert len(posts) == 2
+    print("lazy='raise': unloaded User.posts raised, 1 statement; refresh(user, ['posts']) loads it: 2")
 
     # selectinload: the count does not depend on how many users come back.
     for subset in (ids[:1], ids):

@@ -22,6 +22,7 @@ from examples.loading_strategies import (
     count_events,
     joined_collection_without_unique,
     latest_events,
+    load_posts_later,
     posts_with_author,
     projects_raiseload,
     prune_events,
@@ -88,6 +89,17 @@ async def test_awaitable_attrs_does_not_bypass_lazy_raise(engine: AsyncEngine, s
         with pytest.raises(InvalidRequestError, match="lazy='raise'"):
             await user.awaitable_attrs.posts
     assert queries.statements == []
+
+
+async def test_refresh_loads_a_lazy_raise_relationship_later(
+    engine: AsyncEngine, session: AsyncSession, user_ids: list
+) -> None:
+    user = await session.get(User, user_ids[0])
+    assert user is not None
+    with count_queries(engine) as queries:
+        posts = await load_posts_later(session, user)
+    assert len(sent(queries)) == 2 and len(posts) == POSTS_PER_USER
+    assert user.posts is posts  # now loaded: plain attribute access works
 
 
 @pytest.mark.parametrize("n", [1, USERS])
