@@ -22,7 +22,7 @@ import gc
 import sys
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -208,13 +208,14 @@ def is_missing_greenlet(exc: BaseException) -> bool:
     return isinstance(exc, MissingGreenlet) or isinstance(getattr(exc, "orig", None), MissingGreenlet)
 
 
-def touch_lazy_tasks(project: LsProject) -> bool:
-    """Wrong: read an unloaded lazy="select" relationship in async code. True if MissingGreenlet."""
+def raises_missing_greenlet(touch: Callable[[], object]) -> bool:
+    """Run ``touch`` (an attribute access that may need I/O) and report whether it raised
+    MissingGreenlet. For demos and tests: real code should never get there."""
     with warnings.catch_warnings():
         # aiosqlite under SQLAlchemy 2.1 also warns that the refused coroutine was never awaited.
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            _ = project.tasks  # implicit lazy load: I/O outside the greenlet bridge
+            touch()
         except (MissingGreenlet, StatementError) as exc:
             raised = is_missing_greenlet(exc)
         else:
@@ -360,7 +361,7 @@ async def demo(engine: AsyncEngine) -> None:
     async with sessionmaker() as session:
         project = await session.get(LsProject, project_ids[0])
         assert project is not None
-        if not touch_lazy_tasks(project):
+        if not raises_missing_greenlet(lambda: project.tasks):  # wrong: implicit lazy load
             raise AssertionError("an implicit lazy load in async code should raise MissingGreenlet")
         # The failed attempt sent nothing; the session is still usable:
         assert len(await project.awaitable_attrs.tasks) == 2

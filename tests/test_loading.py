@@ -31,7 +31,7 @@ from examples.loading_strategies import (
     sent,
     task_counts_awaitable,
     task_counts_selectin,
-    touch_lazy_tasks,
+    raises_missing_greenlet,
     users_with_matching_posts,
     users_with_posts,
     users_with_posts_and_tags,
@@ -189,8 +189,19 @@ async def test_raiseload_star_refuses_lazy_loads(engine: AsyncEngine, session: A
 async def test_implicit_lazy_load_raises_missing_greenlet(session: AsyncSession, project_ids: list) -> None:
     project = await session.get(LsProject, project_ids[0])
     assert project is not None
-    assert touch_lazy_tasks(project) is True
+    assert raises_missing_greenlet(lambda: project.tasks)
     assert len(await project.awaitable_attrs.tasks) == 3  # the session survives the failed attempt
+
+
+async def test_rollback_expires_objects_so_attribute_access_raises(session: AsyncSession, user_ids: list) -> None:
+    user = await session.get(User, user_ids[0])
+    assert user is not None
+    user.name = "renamed"
+    await session.flush()
+    await session.rollback()  # expires every object in the session, whatever expire_on_commit says
+    assert raises_missing_greenlet(lambda: user.name)
+    await session.refresh(user)  # reload explicitly (or query again) before touching it
+    assert user.name != "renamed"
 
 
 async def test_awaitable_attrs_in_a_loop_is_n_plus_one(engine: AsyncEngine, session: AsyncSession, project_ids: list) -> None:
