@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import raiseload, selectinload
 
 from examples.loading_strategies import (
     LsEvent,
@@ -184,6 +185,14 @@ async def test_raiseload_star_refuses_lazy_loads(engine: AsyncEngine, session: A
         with pytest.raises(InvalidRequestError, match="raise"):
             _ = projects[0].tasks
     assert queries.statements == []
+
+
+async def test_raiseload_star_keeps_explicit_loaders(engine: AsyncEngine, session: AsyncSession, project_ids: list) -> None:
+    stmt = select(LsProject).where(LsProject.id.in_(project_ids)).options(selectinload(LsProject.tasks), raiseload("*"))
+    with count_queries(engine) as queries:
+        projects = (await session.scalars(stmt)).all()
+        sizes = [len(p.tasks) for p in projects]
+    assert len(sent(queries)) == 2 and sizes == [3] * PROJECTS
 
 
 async def test_implicit_lazy_load_raises_missing_greenlet(session: AsyncSession, project_ids: list) -> None:
