@@ -293,10 +293,35 @@ def body_is_empty(func: ast.FunctionDef | None) -> bool:
     )
 
 
-def type_source(col: ast.Call | None) -> str | None:
+TYPE_ALIASES = {"STRING": "VARCHAR", "UNICODE": "VARCHAR", "NVARCHAR": "VARCHAR", "INT": "INTEGER",
+                "UNICODETEXT": "TEXT", "TIMESTAMP": "DATETIME", "BOOL": "BOOLEAN", "DOUBLE_PRECISION": "FLOAT",
+                "DOUBLE": "FLOAT", "NUMERIC": "DECIMAL", "UUID": "UUID", "CHAR": "CHAR"}
+IGNORED_TYPE_ARGS = {"collation", "charset", "_expect_unicode", "_warn_on_bytestring", "display_width"}
+
+
+def type_key(col: ast.Call | None) -> str | None:
+    """A comparable form of a Column's type: ``sa.String(length=200)`` == reflected ``sa.VARCHAR(length=200)``.
+
+    The upgrade renders model types, the downgrade renders reflected (database) types.
+    """
     if col is None or len(col.args) < 2:
         return None
-    return re.sub(r"\s+", "", ast.unparse(col.args[1]))
+    node = col.args[1]
+    call = node if isinstance(node, ast.Call) else None
+    func = call.func if call is not None else node
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ast.unparse(func)
+    name = TYPE_ALIASES.get(name.upper(), name.upper())
+    args: list[str] = []
+    if call is not None:
+        args = [ast.unparse(a) for a in call.args]
+        args += sorted(f"{k.arg}={ast.unparse(k.value)}" for k in call.keywords if k.arg not in IGNORED_TYPE_ARGS)
+        if name == "VARCHAR" and args and not args[0].startswith("length="):
+            args[0] = f"length={args[0]}"
+    return f"{name}({', '.join(args)})"
+
+
+def type_source(col: ast.Call | None) -> str | None:
+    return type_key(col)
 
 
 def review_revision(path: str | Path, dialect: str) -> Review:
