@@ -341,7 +341,10 @@ async def main() -> None:
             claimed = await two_workers(sessionmaker)
             if claimed["A"] == claimed["B"]:
                 raise AssertionError(f"skip_locked: both workers got job {claimed['A']}")
-            print(f"with_for_update(skip_locked=True) on {backend}: worker A got job {claimed['A']}, B got job {claimed['B']} without waiting")
+            print(
+                f"with_for_update(skip_locked=True) on {backend}: worker A got job {claimed['A']}, "
+                f"B got job {claimed['B']} without waiting"
+            )
     print("transactions: ok")
 
 
