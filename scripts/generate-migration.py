@@ -145,7 +145,12 @@ def main(argv: list[str]) -> int:
         if driver in DRIVER_PACKAGES:
             require_module(driver if driver != "psycopg_async" else "psycopg", DRIVER_PACKAGES[driver])
     except UsageError as exc:
-        die(EXIT_USAGE, str(exc))
+        text = str(exc)
+        if text.startswith("malformed"):  # never echo the raw value: the password may not be recognisable
+            source = "--url" if args.url else "DATABASE_URL"
+            text = (f"malformed database URL in {source}: {text.rsplit(': ', 1)[-1]} "
+                    "(expected dialect+driver://user@host:port/database, password after user:)")
+        die(EXIT_USAGE, text)
     except EnvironmentProblem as exc:
         die(EXIT_ENV, str(exc))
 
