@@ -35,6 +35,7 @@ from sqlalchemy.orm import (
     WriteOnlyMapped,
     contains_eager,
     joinedload,
+    load_only,
     mapped_column,
     raiseload,
     relationship,
@@ -197,6 +198,34 @@ async def users_with_matching_posts(
     return list((await session.scalars(stmt)).unique().all())
 
 
+async def users_with_posts_matching(session: AsyncSession, ids: Sequence[uuid.UUID], word: str) -> list[User]:
+    """Filtered collection without a JOIN: relationship criteria in selectinload, 2 statements.
+
+    Unlike JOIN + contains_eager (an inner join), users with no matching post are still returned,
+    with an empty collection. The populate_existing caveat applies here as well.
+    """
+    stmt = (
+        select(User)
+        .where(User.id.in_(ids))
+        .options(selectinload(User.posts.and_(Post.title.contains(word))))
+        .order_by(User.email)
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def post_titles(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[Post]:
+    """Columns too: load_only leaves the other columns out of the SELECT. raiseload=True makes
+    touching them raise instead of lazy-loading them (which would be MissingGreenlet)."""
+    stmt = (
+        select(Post)
+        .where(Post.author_id.in_(ids))
+        .options(load_only(Post.id, Post.title, raiseload=True))
+        .order_by(Post.title)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
 async def projects_raiseload(session: AsyncSession, ids: Sequence[int]) -> list[LsProject]:
     """raiseload("*"): every relationship not loaded by an option raises instead of lazy-loading."""
     stmt = select(LsProject).where(LsProject.id.in_(ids)).options(raiseload("*")).order_by(LsProject.id)
@@ -345,7 +374,29 @@ async def demo(engine: AsyncEngine) -> None:
         kept = [len(u.posts) for u in stale]
         fresh = await users_with_matching_posts(session, ids, "async", refresh=True)
         assert kept == [2] * 4 and [len(u.posts) for u in fresh] == [1] * 4, (kept, fresh)
-    print("contains_eager: 1 statement; without populate_existing already-loaded collections stay unfiltered")
+    async with sessionmaker() as session:
+        with count_queries(engine) as queries:
+            joined = await users_with_matching_posts(session, ids, "of user 0")
+            criteria = await users_with_posts_matching(session, ids, "of user 0")
+        expect(queries, 1 + 2, "contains_eager + selectinload(rel.and_())")
+        assert len(joined) == 1 and [len(u.posts) for u in criteria] == [2, 0, 0, 0]
+    print("filtered collections: contains_eager 1 statement (needs populate_existing; JOIN drops users"
+          " without matches), selectinload(User.posts.and_(...)) 2 statements (keeps them)")
+
+    # Columns: load_only(..., raiseload=True) -- the unloaded column raises instead of lazy-loading.
+    async with sessionmaker() as session:
+        with count_queries(engine) as queries:
+            posts = await post_titles(session, ids)
+            try:
+                _ = posts[0].body
+            except InvalidRequestError:
+                pass
+            else:
+                raise AssertionError("Post.body was left out by load_only(raiseload=True) and should raise")
+        expect(queries, 1, "load_only")
+        if "body" in sent(queries)[0]:
+            raise AssertionError("load_only should leave posts.body out of the SELECT")
+    print("load_only(Post.id, Post.title, raiseload=True): 1 statement without body; post.body raises")
 
     # Models that still lazy-load: raiseload("*") per query, or MissingGreenlet on access.
     async with sessionmaker() as session:

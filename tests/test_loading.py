@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import raiseload, selectinload
+from sqlalchemy.orm import load_only, raiseload, selectinload
 
 from examples.loading_strategies import (
     LsEvent,
@@ -24,6 +24,7 @@ from examples.loading_strategies import (
     joined_collection_without_unique,
     latest_events,
     load_posts_later,
+    post_titles,
     posts_with_author,
     projects_raiseload,
     prune_events,
@@ -37,8 +38,9 @@ from examples.loading_strategies import (
     users_with_posts,
     users_with_posts_and_tags,
     users_with_posts_joined,
+    users_with_posts_matching,
 )
-from examples.user_model import User
+from examples.user_model import Post, User
 from templates.base_model import Base
 from templates.query_counter import count_queries
 from templates.session_manager import create_sessionmaker
@@ -175,6 +177,35 @@ async def test_contains_eager_needs_populate_existing_for_loaded_collections(
     fresh = await users_with_matching_posts(session, user_ids, "async", refresh=True)
     assert [len(u.posts) for u in fresh] == [1] * USERS
     assert all(a is b for a, b in zip(loaded, fresh))  # same identity-map objects, overwritten
+
+
+async def test_relationship_criteria_filter_a_collection_and_keep_empty_parents(
+    engine: AsyncEngine, session: AsyncSession, user_ids: list
+) -> None:
+    with count_queries(engine) as queries:
+        users = await users_with_posts_matching(session, user_ids, "of user 0")
+    assert len(sent(queries)) == 2
+    assert [len(u.posts) for u in users] == [POSTS_PER_USER] + [0] * (USERS - 1)
+    joined = await users_with_matching_posts(session, user_ids, "of user 0")
+    assert len(joined) == 1  # the inner JOIN drops users without a matching post
+
+
+async def test_load_only_with_raiseload_leaves_columns_out(engine: AsyncEngine, session: AsyncSession, user_ids: list) -> None:
+    with count_queries(engine) as queries:
+        posts = await post_titles(session, user_ids)
+        with pytest.raises(InvalidRequestError, match="raise"):
+            _ = posts[0].body
+    statements = sent(queries)
+    assert len(statements) == 1 and "body" not in statements[0]
+    assert len(posts) == USERS * POSTS_PER_USER and all(p.title for p in posts)
+
+
+async def test_deferred_column_without_raiseload_is_missing_greenlet(session: AsyncSession, user_ids: list) -> None:
+    stmt = select(Post).where(Post.author_id == user_ids[0]).options(load_only(Post.id, Post.title))
+    post = (await session.scalars(stmt)).first()
+    assert post is not None
+    assert raises_missing_greenlet(lambda: post.body)
+    assert await post.awaitable_attrs.body == ""  # explicit load works
 
 
 async def test_raiseload_star_refuses_lazy_loads(engine: AsyncEngine, session: AsyncSession, project_ids: list) -> None:
