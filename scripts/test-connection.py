@@ -67,9 +67,11 @@ HELP_EPILOG = """\
 exit codes:
   0  connected and SELECT 1 answered (warnings, e.g. about max_connections, may be present)
   1  could not connect; error_kind says why (dns, refused, timeout, authentication,
-     database_missing, ssl; also too_many_connections, server_unavailable, unreachable, other)
-  2  bad usage or URL: malformed, unknown dialect/driver, or a synchronous driver
-     (error_kind bad_url; corrected_url gives the async URL to use)
+     database_missing, ssl; also too_many_connections, server_unavailable, unreachable,
+     not_a_database (SQLite), other)
+  2  bad usage (error_kind usage) or a bad URL (error_kind bad_url): malformed, unknown
+     dialect/driver, a synchronous driver, or a query option the driver rejects (asyncpg
+     takes ?ssl=, not ?sslmode=); corrected_url gives the URL to use when one can be derived
   3  the driver package (or SQLAlchemy/greenlet) is not installed (error_kind driver_missing;
      pip_package names what to install)
 
@@ -463,6 +465,8 @@ async def server_facts(conn: Any, result: dict[str, Any]) -> None:
     elif name == "sqlite":
         row = (await conn.execute(text("SELECT sqlite_version()"))).one()
         result["server_version"] = f"SQLite {row[0]}"
+        # SELECT 1 never reads the file; reading the schema proves it is an SQLite database
+        await conn.execute(text("SELECT count(*) FROM sqlite_master"))
     else:
         result["server_version"] = str(getattr(conn.dialect, "server_version_info", "") or "") or None
     host = result["host"]
@@ -542,6 +546,7 @@ MESSAGE_PATTERNS = [  # for drivers whose connect errors carry no code (psycopg,
     (r"timeout expired|timed out", "timeout"),
     (r"\bssl\b|\btls\b|certificate|secure transport", "ssl"),
     (r"the database system is (starting up|shutting down|in recovery)", "server_unavailable"),
+    (r"file is not a database|database disk image is malformed", "not_a_database"),
 ]
 
 
@@ -610,9 +615,31 @@ def hint_for(kind: str, url: Any, timeout: float) -> str:
                                 "pool sizes (see --workers/--pool-size/--max-overflow) or raise max_connections",
         "server_unavailable": "the server is starting up, shutting down or in recovery: retry shortly",
         "unreachable": f"no network route to {host}: check the address, VPN and network setup",
+        "not_a_database": f"{url.database!r} exists but is not an SQLite database (or is damaged): check the path",
         "other": "see the error message; re-run with --json for the details",
     }
     return hints.get(kind, hints["other"])
+
+
+def unknown_option(exc: BaseException) -> str | None:
+    """The URL query option the driver's connect() rejected (``?sslmode=`` on asyncpg), if that was it."""
+    for e in exception_chain(exc):
+        if isinstance(e, TypeError):
+            m = re.search(r"unexpected keyword argument '([^']+)'", str(e))
+            if m:
+                return m.group(1)
+    return None
+
+
+def bad_query_option(url: Any, option: str, result: dict[str, Any]) -> dict[str, Any]:
+    driver = result["driver"]
+    hint = f"remove ?{option}= or pass the {driver} equivalent (see the driver's connect() parameters)"
+    if url.get_backend_name() == "postgresql" and driver == "asyncpg" and option in ("sslmode", "connect_timeout"):
+        fixed = corrected_url(url)
+        result["corrected_url"] = sl.masked_url(fixed)
+        hint = f"asyncpg takes ssl= (and timeout=), not libpq's {option}=: use {sl.masked_url(fixed)}"
+    return failed(result, sl.EXIT_USAGE, "bad_url",
+                  f"the {driver} driver does not accept the URL query option {option!r}", hint)
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -709,6 +736,9 @@ def main(argv: list[str]) -> None:
         failed(result, sl.EXIT_PROBLEMS, "timeout", f"no answer within {args.timeout:g} s ({stage})",
                hint_for("timeout", url, args.timeout))
     except Exception as exc:  # noqa: BLE001 - every failure is reported, classified, never as a traceback
+        option = unknown_option(exc)
+        if option is not None:
+            finish(bad_query_option(url, option, result), as_json)
         kind = classify(exc)
         # the driver's own exception says it best (SQLAlchemy's wrapper repeats it with noise)
         root = next((e for e in exception_chain(exc) if not type(e).__module__.startswith("sqlalchemy")), exc)

@@ -232,12 +232,19 @@ def own_pg() -> Iterator[OwnPostgres]:
 # --- usage and help -----------------------------------------------------------------------
 
 
-def test_help_lists_usage_options_exit_codes_and_example(spaced_script: Path) -> None:
-    r = run("--help", script=spaced_script)
-    assert r.rc == 0, r
-    for needle in ("usage: test-connection.sh", "--timeout", "--json", "--pool-size", "--max-overflow",
-                   "--workers", "DATABASE_URL", "exit codes", "example:", "error_kind"):
-        assert needle in r.out, needle
+def test_help_lists_usage_options_exit_codes_and_example(spaced_script: Path, tmp_path: Path) -> None:
+    link = tmp_path / "bin dir" / "tc"
+    link.parent.mkdir()
+    link.symlink_to(spaced_script)
+    skill = spaced_script.parents[1]
+    # absolute path with a space, relative path with a space (from the skill's parent), via a symlink
+    for script, cwd in ((spaced_script, None), (Path(skill.name) / "scripts" / "test-connection.sh", skill.parent),
+                        (link, None)):
+        r = run("--help", script=script, cwd=cwd)
+        assert r.rc == 0, r
+        for needle in ("usage: test-connection.sh", "--timeout", "--json", "--pool-size", "--max-overflow",
+                       "--workers", "DATABASE_URL", "exit codes", "example:", "error_kind"):
+            assert needle in r.out, needle
 
 
 @pytest.mark.parametrize("args", [
@@ -300,6 +307,14 @@ def test_existing_sqlite_file_is_opened_read_only(tmp_path: Path, spaced_script:
     assert r.data["database"] == str(db.resolve()) and r.data["server_version"].startswith("SQLite")
     after = (hashlib.sha256(db.read_bytes()).hexdigest(), sorted(p.name for p in folder.iterdir()))
     assert after == before, "the check must not modify the database or create files next to it"
+
+
+def test_sqlite_path_that_is_no_database(tmp_path: Path) -> None:
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a database, " * 200)
+    r = run(f"sqlite+aiosqlite:///{junk}", "--json")
+    assert r.rc == 1 and r.data["error_kind"] == "not_a_database", r
+    assert junk.read_text() == "not a database, " * 200
 
 
 def test_missing_sqlite_file_is_reported_and_not_created(tmp_path: Path) -> None:
@@ -488,6 +503,20 @@ def test_sync_driver_is_flagged_with_the_async_url(url: str, fixed: str) -> None
     assert r.data["sync_driver"] and r.data["corrected_url"] == fixed, r.data
     human = run(url)
     assert human.rc == 2 and fixed in human.out and "synchronous" in human.out, human
+
+
+@pytest.mark.parametrize("option", ["sslmode=require", "connect_timeout=10"])
+def test_libpq_option_on_asyncpg_is_flagged_with_the_fix(option: str) -> None:
+    # asyncpg.connect() rejects libpq's names before any network I/O
+    r = run(f"postgresql+asyncpg://u:{SECRET}@127.0.0.1:{free_port()}/db?{option}", "--json")
+    assert r.rc == 2 and r.data["error_kind"] == "bad_url", r
+    fixed = {"sslmode=require": "ssl=require", "connect_timeout=10": "timeout=10"}[option]
+    assert r.data["corrected_url"].endswith(f"/db?{fixed}") and "***" in r.data["corrected_url"], r
+
+
+def test_password_in_query_string_is_masked() -> None:
+    r = run(f"postgresql+asyncpg://u@127.0.0.1:{free_port()}/db?password={SECRET}", "--json")
+    assert r.rc == 1 and r.data["error_kind"] == "refused" and "password=***" in r.data["url"], r
 
 
 def test_postgresql_url_without_driver(tmp_path: Path) -> None:
