@@ -5,8 +5,10 @@ Shows, each with its SQL statement count asserted (``templates.query_counter.cou
 - ``lazy="raise"`` (the default of examples/user_model.py): an unloaded relationship raises, 0 SQL;
 - ``selectinload`` for collections: 1 + 1 statements however many parents (up to 500 per batch);
 - ``joinedload`` for many-to-one: 1 statement; on a collection it needs ``.unique()``;
-- ``contains_eager``: a collection filtered by your own JOIN (and why ``populate_existing``);
-- ``raiseload("*")`` as a query option, for models whose relationships still lazy-load;
+- filtered collections: ``contains_eager`` on your own JOIN, or ``selectinload(rel.and_(...))``
+  (and why both need ``populate_existing``); ``session.refresh(obj, ["rel"])`` to load one later;
+- ``raiseload("*")`` as a query option, for models whose relationships still lazy-load, and
+  ``load_only(..., raiseload=True)`` for columns;
 - ``MissingGreenlet``: what an implicit lazy load does in async code;
 - ``AsyncAttrs.awaitable_attrs``: an explicit lazy load (one statement per object: N+1 in a loop);
 - write-only collections (``WriteOnlyMapped``) for collections too large to load.

@@ -190,6 +190,16 @@ async def test_relationship_criteria_filter_a_collection_and_keep_empty_parents(
     assert len(joined) == 1  # the inner JOIN drops users without a matching post
 
 
+async def test_relationship_criteria_also_need_populate_existing(session: AsyncSession, user_ids: list) -> None:
+    loaded = await users_with_posts(session, user_ids)  # full collections, referenced
+    criteria = selectinload(User.posts.and_(Post.title.contains("async")))
+    stmt = select(User).where(User.id.in_(user_ids)).options(criteria).order_by(User.email)
+    stale = (await session.scalars(stmt)).all()
+    assert [len(u.posts) for u in stale] == [POSTS_PER_USER] * USERS  # criteria silently not applied
+    fresh = await users_with_posts_matching(session, user_ids, "async")  # with populate_existing
+    assert [len(u.posts) for u in fresh] == [1] * USERS and fresh[0] is loaded[0]
+
+
 async def test_load_only_with_raiseload_leaves_columns_out(engine: AsyncEngine, session: AsyncSession, user_ids: list) -> None:
     with count_queries(engine) as queries:
         posts = await post_titles(session, user_ids)
