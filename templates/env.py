@@ -119,7 +119,19 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def refuse_sqlite_foreign_keys(connection: Connection) -> None:
+    """Batch mode re-creates a table (copy, DROP, rename). With ``PRAGMA foreign_keys=ON`` that
+    DROP deletes the rows of every ``ON DELETE CASCADE`` child table. The pragma cannot change
+    inside a transaction, so refuse instead of losing data."""
+    if connection.dialect.name == "sqlite" and connection.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        raise RuntimeError(
+            "SQLite connection has PRAGMA foreign_keys=ON: batch migrations would cascade-delete child rows. "
+            "Run migrations on a plain engine (create_async_engine(url, poolclass=NullPool)), not the app's."
+        )
+
+
 def do_run_migrations(connection: Connection) -> None:
+    refuse_sqlite_foreign_keys(connection)
     context.configure(connection=connection, **configure_options(connection.dialect.name))
     with context.begin_transaction():
         context.run_migrations()
