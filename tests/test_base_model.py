@@ -26,7 +26,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.orm.exc import StaleDataError
@@ -329,6 +329,27 @@ async def test_stale_update_raises_stale_data_error(sessionmaker: async_sessionm
     assert (stored.qty, stored.version_id) == (10, 2)  # Alice's write kept, Bob's refused
 
 
+async def test_stale_update_with_both_transactions_open(sessionmaker: async_sessionmaker[AsyncSession], backend: str) -> None:
+    """Both sessions keep their read transaction open. PostgreSQL (READ COMMITTED) and MariaDB
+    (REPEATABLE READ; UPDATE sees the latest committed row) match 0 rows -> StaleDataError.
+    SQLite (WAL) cannot upgrade Bob's older read snapshot to a write: "database is locked".
+    Either way Bob's write is refused."""
+    thing = await insert_thing(sessionmaker, qty=1)
+    async with sessionmaker() as alice, sessionmaker() as bob:
+        mine = await alice.get(BmThing, thing.id)
+        theirs = await bob.get(BmThing, thing.id)
+        assert mine is not None and theirs is not None
+        mine.qty = 10
+        await alice.commit()
+        theirs.qty = 20
+        expected = OperationalError if backend == "sqlite" else StaleDataError
+        with pytest.raises(expected):
+            await bob.commit()
+        await bob.rollback()
+    stored = await read_thing(sessionmaker, thing.id)
+    assert (stored.qty, stored.version_id) == (10, 2)
+
+
 async def test_stale_delete_raises_stale_data_error(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     thing = await insert_thing(sessionmaker)
     async with sessionmaker() as alice, sessionmaker() as bob:
@@ -387,8 +408,6 @@ async def test_naming_convention_in_the_database(engine: AsyncEngine, sessionmak
 
 
 async def test_check_constraint_is_enforced(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
     async with sessionmaker() as session:
         session.add(BmThing(code=new_code(), qty=-1))
         # MariaDB reports a violated CHECK as error 4025 (IntegrityError in aiomysql/pymysql >= 1.1,
