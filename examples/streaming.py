@@ -9,11 +9,13 @@ ratio (not a time).
 What each piece does (checked on aiosqlite, asyncpg and aiomysql):
 - ``session.stream()`` sets ``stream_results=True``: a server-side cursor on asyncpg (inside the
   transaction) and aiomysql (an unbuffered ``SSCursor``); aiosqlite steps the statement as rows
-  are fetched. ``session.execute()`` / ``session.scalars()`` always buffer the whole result
-  first, with or without ``yield_per``.
-- ``yield_per=N`` makes the ORM build N objects at a time. Without it, ``stream()`` of ORM
-  entities still turns every row into an object before the first one is handed out.
-- Objects that are not kept are released: the identity map holds them weakly.
+  are fetched. ``session.execute()`` / ``session.scalars()`` buffer the whole result first, and
+  refuse ``yield_per`` with ``AsyncMethodRequired``.
+- ``yield_per=N``: rows are fetched and turned into objects N at a time; ``partitions()`` hands
+  out lists of N. Objects you do not keep are released (the identity map holds them weakly).
+- Do not run another query on the same session while a stream is open: on aiomysql that query
+  silently ends the stream (only a ``UserWarning``: "Previous unbuffered result was left
+  incomplete"). Use a second session, or finish the stream first.
 
 Use when: exports, reports, backfills, anything that reads more rows than fit in memory.
 Run: ``python examples/streaming.py`` (DATABASE_URL optional; default embedded SQLite).
@@ -27,6 +29,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from pathlib import Path
 from typing import TypeVar
 
@@ -64,24 +67,29 @@ async def fill(session: AsyncSession, n: int, chunk: int = 20_000) -> None:
 
 
 async def stream_partitions(session: AsyncSession, batch: int) -> AsyncIterator[list[StreamEvent]]:
-    """Yield lists of up to ``batch`` objects; only one list is alive at a time."""
+    """Yield lists of up to ``batch`` objects; only one list is alive at a time.
+
+    Consume it inside ``contextlib.aclosing(...)``: an async generator left by ``break`` is only
+    finalized later by the event loop, and until then the cursor stays open on the connection.
+    """
     stmt = select(StreamEvent).order_by(StreamEvent.id).execution_options(yield_per=batch)
     result = await session.stream(stmt)
     try:
         async for partition in result.scalars().partitions():
             yield list(partition)
     finally:
-        await result.close()  # also when the consumer stops early: releases the server-side cursor
+        await result.close()  # releases the server-side cursor, also after an early stop
 
 
 async def export_sizes(session: AsyncSession, batch: int) -> tuple[int, int, list[int]]:
     """Consume the stream in partitions: (rows, total payload length, partition sizes)."""
     rows = total = 0
     sizes: list[int] = []
-    async for partition in stream_partitions(session, batch):
-        sizes.append(len(partition))
-        rows += len(partition)
-        total += sum(len(e.payload) for e in partition)
+    async with aclosing(stream_partitions(session, batch)) as partitions:
+        async for partition in partitions:
+            sizes.append(len(partition))
+            rows += len(partition)
+            total += sum(len(e.payload) for e in partition)
     return rows, total, sizes
 
 
