@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Integer, bindparam, func, literal, select, text, tuple_
+from sqlalchemy import Integer, String, bindparam, func, literal, select, text, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -187,9 +187,13 @@ async def all_pages(session: AsyncSession, size: int) -> list[list[Post]]:
 
 
 async def user_names_by_email(session: AsyncSession, emails: Sequence[str]) -> list[str]:
-    """``text()`` with bound parameters only; an expanding parameter renders ``IN (...)``."""
+    """``text()`` with bound parameters only; an expanding parameter renders ``IN (...)``.
+
+    Give it a type: an empty list renders an empty-set subquery cast to that type; untyped, the
+    cast is INTEGER and PostgreSQL rejects ``varchar = integer``.
+    """
     stmt = text("SELECT name FROM users WHERE email IN :emails ORDER BY name").bindparams(
-        bindparam("emails", expanding=True)
+        bindparam("emails", expanding=True, type_=String)
     )
     return list((await session.scalars(stmt, {"emails": list(emails)})).all())
 
