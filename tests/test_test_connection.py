@@ -176,7 +176,9 @@ class OwnPostgres:
         self.cmd(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
                  "--auth-host=scram-sha-256", "-E", "UTF8")
         (self.data / "pg_hba.conf").write_text(
-            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+            "local all all trust\n"
+            "host all tc_trust 127.0.0.1/32 trust\n"  # to show that trust accepts any password
+            "host all all 127.0.0.1/32 scram-sha-256\n")
         conf = [
             "password_encryption = 'scram-sha-256'",
             "listen_addresses = '127.0.0.1'",
@@ -203,6 +205,7 @@ class OwnPostgres:
         self.sql(f"CREATE ROLE tc_app LOGIN PASSWORD '{SECRET}'")
         self.sql("CREATE ROLE tc_special LOGIN PASSWORD '" + SPECIAL_SECRET.replace("'", "''") + "'")
         self.sql("CREATE DATABASE tc_app OWNER tc_app")
+        self.sql("CREATE ROLE tc_trust LOGIN PASSWORD 'the-real-one'")
 
     def sql(self, statement: str) -> None:
         self.cmd(str(self.bin / "psql"), "-h", str(self.dir), "-p", str(self.port), "-U", "postgres", "-d", "postgres",
@@ -411,6 +414,11 @@ class TestOwnScramServer:
         assert "tc_app" in r.data["hint"]
         human = run(wrong, secrets=(SECRET,))
         assert human.rc == 1 and "FAILED (authentication)" in human.out, human
+
+    def test_trust_rule_accepts_any_password(self, own_pg: OwnPostgres) -> None:
+        """Why the authentication test needs a scram server: under ``trust`` a wrong password passes."""
+        r = run(own_pg.url(user="tc_trust", password=SECRET, database="postgres"), "--json")
+        assert r.rc == 0 and r.data["user"] == "tc_trust", r
 
     def test_special_character_password_is_masked_in_every_form(self, own_pg: OwnPostgres) -> None:
         good = own_pg.url(user="tc_special", password=SPECIAL_SECRET, database="postgres")
