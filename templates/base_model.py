@@ -17,7 +17,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, Uuid
+from sqlalchemy import DateTime, MetaData, Uuid, event
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
@@ -48,7 +49,9 @@ class UTCDateTime(TypeDecorator[datetime]):
     ``timezone.utc`` on the way out. Naive input is rejected rather than guessed.
     """
 
-    impl = DateTime(timezone=True)
+    # MySQL/MariaDB DATETIME drops fractional seconds unless declared with fsp=6 (MariaDB
+    # truncates, MySQL rounds), so an object kept after commit would differ from its row.
+    impl = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
@@ -76,14 +79,24 @@ class Base(AsyncAttrs, DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-class UUIDPrimaryKeyMixin:
-    """``id`` as a UUID generated in Python, so it is known before the INSERT.
+# Native UUID on PostgreSQL; CHAR(32) hex on SQLite and MySQL/MariaDB. Pinned for MySQL/MariaDB
+# because SQLAlchemy 2.1 switched MariaDB >= 10.7 to its native UUID type: tables made under 2.0
+# (CHAR(32)) would silently stop matching lookups after an upgrade.
+UUIDType = Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb")
 
-    ``Uuid`` is native ``UUID`` on PostgreSQL and ``CHAR(32)`` on SQLite and MySQL/MariaDB;
-    the attribute is a ``uuid.UUID`` on every backend.
+
+class UUIDPrimaryKeyMixin:
+    """``id`` as a UUID generated in Python: set when the object is constructed, so it can be
+    used (URLs, log lines, foreign keys) before any flush. The attribute is a ``uuid.UUID`` on
+    every backend (asyncpg returns a subclass of it: compare with ``==``, not ``type() is``).
     """
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(UUIDType, primary_key=True, default=uuid.uuid4)
+
+
+@event.listens_for(UUIDPrimaryKeyMixin, "init", propagate=True)
+def assign_uuid_on_init(target: UUIDPrimaryKeyMixin, args: Any, kwargs: dict[str, Any]) -> None:
+    kwargs.setdefault("id", uuid.uuid4())
 
 
 class TimestampMixin:

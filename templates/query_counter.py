@@ -5,7 +5,9 @@
     assert len(queries) == 2
 
 Works for async engines (the listener goes on ``engine.sync_engine``). Only statements sent while
-the block is open are recorded; ``queries.statements`` holds their SQL text.
+the block is open are recorded; ``queries.statements`` holds their SQL text. On SQLite the
+template's begin hook sends an explicit ``BEGIN``, which is counted when the block opens a
+transaction: compare ``len(queries.selects())`` or start the transaction before the block.
 """
 
 from __future__ import annotations

@@ -114,10 +114,13 @@ async def test_uuid_pk_is_generated_in_python_and_sent_with_the_insert(
 ) -> None:
     async with sessionmaker() as session, session.begin():
         thing = BmThing(code=new_code())
+        known_before_flush = thing.id
+        assert isinstance(known_before_flush, uuid.UUID)  # set at construction, usable before any I/O
         session.add(thing)
         with capture_parameters(engine) as seen:
             await session.flush()
         assert isinstance(thing.id, uuid.UUID) and thing.id.version == 4
+        assert thing.id == known_before_flush
     inserts = [(s, p) for s, p in seen if s.lstrip().upper().startswith("INSERT")]
     assert len(inserts) == 1
     statement, parameters = inserts[0]
@@ -132,9 +135,12 @@ async def test_uuid_pk_is_generated_in_python_and_sent_with_the_insert(
 
 
 def native_uuid_expected(engine: AsyncEngine, backend: str) -> bool:
-    """PostgreSQL always; MariaDB >= 10.7 only from SQLAlchemy 2.1 on (2.0 used CHAR(32))."""
-    if backend == "postgresql":
-        return True
+    """PostgreSQL only: the template pins CHAR(32) on MySQL/MariaDB, where SQLAlchemy 2.1 would
+    otherwise pick MariaDB's native UUID (>= 10.7) and 2.0 CHAR(32)."""
+    return backend == "postgresql"
+
+
+def mariadb_native_uuid_by_default(engine: AsyncEngine, backend: str) -> bool:
     dialect = engine.dialect
     return (
         backend == "mysql"
@@ -158,7 +164,7 @@ async def test_mariadb_uuid_columns_made_by_sqlalchemy_2_0_need_care_on_2_1(engi
     """Upgrade hazard: 2.0 made CHAR(32) (hex) columns on MariaDB; 2.1 binds Uuid values as
     36-character strings there, so old rows are not found and inserts fail. Pinning the storage
     with Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb") keeps both lines alike."""
-    if not (backend == "mysql" and native_uuid_expected(engine, backend)):
+    if not mariadb_native_uuid_by_default(engine, backend):
         pytest.skip("only MariaDB >= 10.7 under SQLAlchemy 2.1 changes the UUID storage")
     key = uuid.uuid4()
     legacy = Table("bm_legacy_ids", MetaData(), Column("id", Uuid, primary_key=True))
@@ -212,10 +218,9 @@ MYSQL_FRACTIONS = (
 
 
 async def test_microseconds_survive_the_round_trip(
-    sessionmaker: async_sessionmaker[AsyncSession], backend: str, request: pytest.FixtureRequest
+    sessionmaker: async_sessionmaker[AsyncSession], backend: str
 ) -> None:
-    if backend == "mysql":  # strict: once the template is fixed this XPASSes and fails -> drop the marker
-        request.applymarker(pytest.mark.xfail(strict=True, reason=MYSQL_FRACTIONS))
+    # MYSQL_FRACTIONS explains why UTCDateTime declares DATETIME(fsp=6) on MySQL/MariaDB.
     precise = datetime(2024, 5, 1, 7, 30, 15, 987654, tzinfo=timezone.utc)
     thing = await insert_thing(sessionmaker, due_at=precise)
     assert (await read_thing(sessionmaker, thing.id)).due_at == precise
