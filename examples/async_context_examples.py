@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import uuid
 import warnings
 from pathlib import Path
 
@@ -90,7 +91,7 @@ async def read_after_commit_with_expiry(sessionmaker: async_sessionmaker[AsyncSe
         return await user.awaitable_attrs.name  # the async way to load an expired attribute
 
 
-async def count_posts_in_own_session(sessionmaker: async_sessionmaker[AsyncSession], user_id: object) -> int:
+async def count_posts_in_own_session(sessionmaker: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> int:
     async with sessionmaker() as session:  # each task opens its own session (and connection)
         return await session.scalar(select(func.count()).select_from(Post).where(Post.author_id == user_id)) or 0
 
@@ -148,8 +149,9 @@ async def main() -> None:
             await session.refresh(user, ["posts"])  # works with lazy="raise" (2 SELECTs: row, posts)
             via_refresh = len(user.posts)
         async with sessionmaker() as session:
-            user = (await session.scalars(select(User).where(User.id == ada.id).options(lazyload(User.posts)))).one()
-            posts = await user.awaitable_attrs.posts  # lazy load, awaited
+            stmt = select(User).where(User.id == ada.id).options(lazyload(User.posts))  # opt in per query
+            user = (await session.scalars(stmt)).one()
+            posts = await user.awaitable_attrs.posts  # the lazy load, awaited
         if (via_refresh, len(posts)) != (3, 3):
             raise AssertionError((via_refresh, len(posts)))
         print(f"refresh(user, ['posts']) -> {via_refresh} posts; awaitable_attrs.posts -> {len(posts)} posts")

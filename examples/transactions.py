@@ -6,11 +6,13 @@ Shows:
 - ``run_in_transaction(sessionmaker, fn, attempts=..., backoff=...)``: runs ``fn(session)`` in a
   fresh session and transaction, and runs it again (exponential backoff with jitter) when the
   database aborted it as a serialization failure or deadlock: PostgreSQL SQLSTATE 40001 / 40P01,
-  MySQL/MariaDB errors 1213 (deadlock) / 1205 (lock wait timeout). Any other error is raised at
-  once. Detection reads ``exc.orig``, so it works with asyncpg, psycopg and aiomysql alike.
-  A real conflict is provoked: on PostgreSQL two concurrent SERIALIZABLE read-modify-write
-  transactions (40001), on MariaDB two transfers that lock the same rows in opposite order
-  (1213). On SQLite (one writer at a time) the helper runs the function once.
+  MySQL/MariaDB errors 1213 (deadlock) / 1205 (lock wait timeout), SQLite "database is locked".
+  Any other error is raised at once. Detection reads ``exc.orig``, so it works with asyncpg,
+  psycopg, aiomysql and aiosqlite alike. A real conflict is provoked: on PostgreSQL two
+  concurrent SERIALIZABLE read-modify-write transactions (40001), on MariaDB two transfers that
+  lock the same rows in opposite order (1213). On SQLite the helper starts with BEGIN IMMEDIATE
+  (one writer at a time, the others wait), so a transfer simply runs once.
+- ``transfer()``: the production shape - lock both rows in primary-key order, then retry anyway.
 - ``with_for_update()``: row locks; ``skip_locked=True`` lets queue workers take different rows
   without waiting for each other. SQLite has no row locks: SQLAlchemy leaves ``FOR UPDATE`` out.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -85,15 +88,24 @@ def db_error_codes(exc: BaseException) -> tuple[str | None, int | None]:
     return (sqlstate if isinstance(sqlstate, str) else None), (errno if isinstance(errno, int) else None)
 
 
+def is_sqlite_busy(orig: BaseException | None) -> bool:
+    """SQLITE_BUSY and its extended codes (BUSY_SNAPSHOT 517 ...): "database is locked"."""
+    if not isinstance(orig, sqlite3.Error):
+        return False
+    code = getattr(orig, "sqlite_errorcode", None)  # Python 3.11+
+    return (code & 0xFF) == 5 if isinstance(code, int) else "database is locked" in str(orig)
+
+
 def is_retryable(exc: BaseException) -> bool:
-    """True for a serialization failure or deadlock (PostgreSQL 40001/40P01, MySQL 1213/1205).
+    """True when the database aborted the transaction because of a concurrent one: serialization
+    failure or deadlock (PostgreSQL 40001/40P01, MySQL 1213/1205), SQLite busy.
 
     A lost connection is not retried: whether its COMMIT happened is unknown.
     """
     if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
         return False
     sqlstate, errno = db_error_codes(exc)
-    return sqlstate in RETRYABLE_SQLSTATES or errno in RETRYABLE_MYSQL_ERRORS
+    return sqlstate in RETRYABLE_SQLSTATES or errno in RETRYABLE_MYSQL_ERRORS or is_sqlite_busy(exc.orig)
 
 
 async def run_in_transaction(
@@ -104,6 +116,7 @@ async def run_in_transaction(
     backoff: float = 0.05,
     max_backoff: float = 2.0,
     isolation_level: str | None = None,
+    sqlite_immediate: bool = True,
     retry_if: Callable[[BaseException], bool] = is_retryable,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
 ) -> T:
@@ -118,6 +131,9 @@ async def run_in_transaction(
     the commit (where PostgreSQL may report 40001) is inside the retried block. Keep side
     effects outside the database (e-mails, HTTP calls) out of ``fn``; it may run several times.
     ``isolation_level`` (e.g. ``"SERIALIZABLE"``) applies to this transaction only.
+    ``sqlite_immediate``: on an engine from ``templates.session_manager.create_engine``, SQLite
+    starts with BEGIN IMMEDIATE (write lock first: concurrent writers wait up to busy_timeout
+    instead of failing with "database is locked" when they upgrade a read). Ignored elsewhere.
     ``on_retry(attempt, error, delay)`` is called before each sleep (metrics, logging).
     """
     if attempts < 1:
@@ -128,10 +144,13 @@ async def run_in_transaction(
     while True:
         try:
             async with sessionmaker() as session, session.begin():
+                # Options for this transaction only, given on the first use of its connection
+                # (before BEGIN); the pool resets the isolation level when the connection returns.
+                options: dict[str, str] = {"sqlite_begin": "IMMEDIATE"} if sqlite_immediate else {}
                 if isolation_level is not None:
-                    # First use of the session's connection: sets the level for this transaction
-                    # only; the pool resets it when the connection is returned.
-                    await session.connection(execution_options={"isolation_level": isolation_level})
+                    options["isolation_level"] = isolation_level
+                if options:
+                    await session.connection(execution_options=options)
                 return await fn(session)
         except Exception as exc:
             if attempt >= attempts or not retry_if(exc):
@@ -169,6 +188,31 @@ async def import_accounts(session: AsyncSession, rows: list[tuple[str, int]]) ->
         except IntegrityError:
             skipped.append(name)  # only this row is undone; the outer transaction goes on
     return skipped
+
+
+async def transfer(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    src: int,
+    dst: int,
+    amount: int,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> None:
+    """Move ``amount`` between accounts: both rows locked by one statement in primary-key order,
+    so concurrent transfers queue up instead of deadlocking; retried if the database aborts it."""
+    if src == dst or amount <= 0:
+        raise ValueError("transfer needs two different accounts and a positive amount")
+
+    async def work(session: AsyncSession) -> None:
+        stmt = select(TxAccount).where(TxAccount.id.in_([src, dst])).order_by(TxAccount.id).with_for_update()
+        accounts = {account.id: account for account in await session.scalars(stmt)}
+        if len(accounts) != 2:
+            raise LookupError(f"no account {({src, dst} - accounts.keys())}")
+        if accounts[src].balance < amount:
+            raise ValueError(f"insufficient funds in account {src}")  # not retried; rolled back
+        accounts[src].balance -= amount
+        accounts[dst].balance += amount
+
+    await run_in_transaction(sessionmaker, work, on_retry=on_retry)
 
 
 async def concurrent_deposits(
@@ -293,46 +337,44 @@ async def main() -> None:
         async with sessionmaker() as session:
             ids = {a.name: a.id for a in await session.scalars(select(TxAccount))}
 
-        # 2. Retries.
+        # 2. Concurrent transfers through transfer(): rows locked in key order, nothing lost.
+        retries: list[str] = []
+
+        def record(attempt: int, exc: BaseException, delay: float) -> None:
+            sqlstate, errno = db_error_codes(exc)
+            if errno is not None:
+                retries.append(f"{errno} (SQLSTATE {sqlstate})")
+            else:
+                retries.append(f"SQLSTATE {sqlstate}" if sqlstate else repr(exc.orig))
+
+        async def balances() -> tuple[int, int]:
+            async with sessionmaker() as session:
+                rows = dict((await session.execute(select(TxAccount.name, TxAccount.balance))).all())
+            return rows["alice"], rows["bob"]
+
+        moves = [(ids["alice"], ids["bob"], n) if n % 2 else (ids["bob"], ids["alice"], n) for n in range(1, 13)]
+        await asyncio.gather(*(transfer(sessionmaker, src, dst, amount, on_retry=record) for src, dst, amount in moves))
+        expected = (100 - 36 + 42, 100 + 36 - 42)  # alice sends 1+3+...+11, receives 2+4+...+12
+        if await balances() != expected or retries:
+            raise AssertionError(f"transfers: balances {await balances()}, retries {retries}")
+        print(f"12 concurrent transfers on {backend}: balances {expected}, 0 retries (consistent lock order)")
+
+        # 3. Provoked conflicts, retried by run_in_transaction.
         if backend == "sqlite":
-            calls = 0
-
-            async def deposit(session: AsyncSession) -> int:
-                nonlocal calls
-                calls += 1
-                account = await session.get(TxAccount, ids["alice"])
-                assert account is not None
-                account.balance += 25
-                return account.balance
-
-            balance = await run_in_transaction(sessionmaker, deposit)
-            if (calls, balance) != (1, 125):
-                raise AssertionError(f"sqlite: {calls} calls, balance {balance}")
-            print("retry helper on sqlite: ran once (one writer at a time, no serialization failures)")
+            print("retry helper on sqlite: BEGIN IMMEDIATE queues writers; every transfer ran once")
         else:
-            codes: list[str] = []
-
-            def record(attempt: int, exc: BaseException, delay: float) -> None:
-                sqlstate, errno = db_error_codes(exc)
-                codes.append(f"{errno} (SQLSTATE {sqlstate})" if errno else f"SQLSTATE {sqlstate}")
-
             if backend == "postgresql":
                 attempts = await concurrent_deposits(sessionmaker, ids["alice"], [10, 15], on_retry=record)
-                kind = "SERIALIZABLE read-modify-write"
+                kind, expected = "SERIALIZABLE read-modify-write", (expected[0] + 25, expected[1])
             else:
                 attempts = await crossed_transfers(sessionmaker, ids["alice"], ids["bob"], 30, 20, on_retry=record)
-                kind = "transfers locking rows in opposite order"
-            async with sessionmaker() as session:
-                alice = await session.get(TxAccount, ids["alice"])
-                bob = await session.get(TxAccount, ids["bob"])
-                assert alice is not None and bob is not None
-            expected = (125, 100) if backend == "postgresql" else (90, 110)
-            if (alice.balance, bob.balance) != expected or not codes:
-                raise AssertionError(f"{kind}: balances {(alice.balance, bob.balance)}, retried on {codes}")
-            print(f"retry helper on {backend}: {kind} -> retried on {codes}, attempts per task {attempts}")
-            print(f"  final balances alice={alice.balance} bob={bob.balance} (nothing lost, nothing doubled)")
+                kind, expected = "transfers locking rows in opposite order", (expected[0] - 10, expected[1] + 10)
+            if await balances() != expected or not retries:
+                raise AssertionError(f"{kind}: balances {await balances()}, retried on {retries}")
+            print(f"retry helper on {backend}: {kind} -> retried on {retries}, attempts per task {attempts}")
+            print(f"  final balances alice={expected[0]} bob={expected[1]} (nothing lost, nothing doubled)")
 
-        # 3. Row locks.
+        # 4. Row locks.
         async with sessionmaker() as session, session.begin():
             session.add_all([TxJob(payload=f"job {n}") for n in range(3)])
         if backend == "sqlite":

@@ -78,6 +78,12 @@ def configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int = 5000) -> Non
     work, which breaks ``begin_nested()``. Turning its own handling off and emitting BEGIN from
     SQLAlchemy's ``begin`` event is the SQLAlchemy-documented fix ("Serializable isolation /
     Savepoints / Transactional DDL" in the SQLite dialect docs).
+
+    A plain (deferred) BEGIN lets two transactions read and then both try to write: the second
+    gets "database is locked" at once (SQLITE_BUSY / SQLITE_BUSY_SNAPSHOT), busy_timeout does not
+    help. For read-then-write transactions take the write lock up front, so writers queue:
+    ``await session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})`` as the first
+    statement (``examples/transactions.py: run_in_transaction`` does this).
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -91,7 +97,10 @@ def configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int = 5000) -> Non
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        mode = str(conn.get_execution_options().get("sqlite_begin", "DEFERRED")).upper()
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise ValueError(f"sqlite_begin must be DEFERRED, IMMEDIATE or EXCLUSIVE, not {mode!r}")
+        conn.exec_driver_sql("BEGIN" if mode == "DEFERRED" else f"BEGIN {mode}")
 
 
 def create_engine(settings: DatabaseSettings, **overrides: Any) -> AsyncEngine:

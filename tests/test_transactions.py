@@ -7,6 +7,7 @@ provoked on PostgreSQL (asyncpg and psycopg) and MariaDB, and the final balances
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,9 +31,11 @@ from examples.transactions import (
     import_accounts,
     is_retryable,
     run_in_transaction,
+    transfer,
     two_workers,
 )
 from templates.base_model import Base
+from templates.query_counter import count_queries
 from templates.scratch import scratch_engine
 from templates.session_manager import DatabaseSettings, create_engine, create_sessionmaker
 
@@ -265,6 +268,8 @@ class FakeDriverError(Exception):
         (FakeDriverError(1062, "Duplicate entry", sqlstate="23000"), False),
         (FakeDriverError("duplicate key value", sqlstate="23505"), False),
         (FakeDriverError("lock timeout", sqlstate="55P03"), False),
+        (sqlite3.OperationalError("database is locked"), True),
+        (sqlite3.OperationalError("no such table: tx_accounts"), False),
     ],
 )
 def test_is_retryable_reads_each_driver_shape(orig: Exception, retry: bool) -> None:
@@ -276,6 +281,79 @@ def test_is_retryable_ignores_lost_connections_and_non_database_errors() -> None
     assert not is_retryable(lost)
     assert not is_retryable(RuntimeError("40001"))
     assert db_error_codes(RuntimeError()) == (None, None)
+
+
+async def test_concurrent_transfers_keep_every_cent_without_deadlocks(sessionmaker: Sessionmaker) -> None:
+    """transfer() locks both rows in primary-key order: 24 concurrent transfers in all directions
+    never deadlock (no retry needed, on SQLite thanks to BEGIN IMMEDIATE) and the sums add up."""
+    ids = await make_accounts(sessionmaker, 500, 500, 500)
+    pairs = [(0, 1), (1, 0), (1, 2), (2, 0), (0, 2), (2, 1)]
+    moves = [(ids[a], ids[b], 1 + n % 7) for n, (a, b) in enumerate(pairs * 4)]
+    expected = dict.fromkeys(ids, 500)
+    for src, dst, amount in moves:
+        expected[src] -= amount
+        expected[dst] += amount
+    retries: list[BaseException] = []
+    await asyncio.gather(
+        *(transfer(sessionmaker, s, d, amt, on_retry=lambda n, exc, delay: retries.append(exc)) for s, d, amt in moves)
+    )
+    assert await balances(sessionmaker, ids) == [expected[i] for i in ids]
+    assert retries == []
+
+
+async def test_transfer_refuses_bad_input_and_insufficient_funds(sessionmaker: Sessionmaker) -> None:
+    a, b = await make_accounts(sessionmaker, 10, 0)
+    with pytest.raises(ValueError, match="insufficient funds"):
+        await transfer(sessionmaker, a, b, 11)
+    with pytest.raises(ValueError, match="two different accounts"):
+        await transfer(sessionmaker, a, a, 1)
+    with pytest.raises(ValueError, match="positive amount"):
+        await transfer(sessionmaker, a, b, 0)
+    with pytest.raises(LookupError):
+        await transfer(sessionmaker, a, -1, 1)
+    assert await balances(sessionmaker, [a, b]) == [10, 0]
+
+
+async def test_sqlite_begin_immediate_is_sent_only_when_asked(engine: AsyncEngine, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("BEGIN IMMEDIATE is SQLite's; other backends ignore the option")
+    sessionmaker = create_sessionmaker(engine)
+
+    async def noop(session: AsyncSession) -> int:
+        return (await session.execute(select(1))).scalar_one()
+
+    with count_queries(engine) as queries:
+        await run_in_transaction(sessionmaker, noop)
+        await run_in_transaction(sessionmaker, noop, sqlite_immediate=False)
+    assert [q for q in queries.statements if q.startswith("BEGIN")] == ["BEGIN IMMEDIATE", "BEGIN"]
+    async with engine.connect() as conn:
+        with pytest.raises(ValueError, match="sqlite_begin must be"):
+            await (await conn.execution_options(sqlite_begin="NOW; DROP TABLE x")).begin()
+
+
+async def test_sqlite_deferred_transactions_that_read_then_write_collide(sessionmaker: Sessionmaker, backend: str) -> None:
+    """Why run_in_transaction starts SQLite transactions with BEGIN IMMEDIATE: with a plain BEGIN,
+    two transactions that both read and then write make the second fail with "database is
+    locked" (SQLITE_BUSY / BUSY_SNAPSHOT) at once - busy_timeout does not apply to that case."""
+    if backend != "sqlite":
+        pytest.skip("SQLite locking")
+    [account] = await make_accounts(sessionmaker, 100)
+    rendezvous = Rendezvous(2)
+
+    async def deposit(amount: int) -> None:
+        async def work(session: AsyncSession) -> None:
+            acc = await session.get(TxAccount, account)  # deferred BEGIN: a read snapshot only
+            assert acc is not None
+            await rendezvous.wait()
+            acc.balance += amount  # both now need the write lock
+
+        await run_in_transaction(sessionmaker, work, attempts=1, sqlite_immediate=False)
+
+    results = await asyncio.gather(deposit(10), deposit(15), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], OperationalError)
+    assert "database is locked" in str(errors[0].orig) and is_retryable(errors[0])
+    assert await balances(sessionmaker, [account]) in ([110], [115])  # the other deposit committed
 
 
 async def test_read_modify_write_without_retry_loses_an_update(sessionmaker: Sessionmaker, backend: str) -> None:
