@@ -90,8 +90,8 @@ async def bulk_insert_returning(
 async def bulk_update_by_pk(session: AsyncSession, changes: Sequence[Row]) -> None:
     """Each dict holds the primary key plus the columns to SET: one executemany UPDATE.
 
-    Dicts with different key sets are grouped into separate batches. The session's identity map
-    is not refreshed: objects already loaded keep old values until refreshed or re-selected.
+    Dicts with different key sets are grouped into separate batches. Objects with these keys that
+    are already in the session receive the new values in place (no extra query).
     """
     if changes:
         await session.execute(update(BulkProduct), list(changes))
