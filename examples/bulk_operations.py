@@ -165,8 +165,8 @@ async def load_products(session: AsyncSession, rows: Sequence[Row]) -> str:
 async def insert_with_values_list(session: AsyncSession, rows: Sequence[Row]) -> None:
     """NOT the bulk path: one statement with len(rows) * len(columns) bind parameters.
 
-    Every parameter travels in one message and the SQL text grows with the row count (and is
-    compiled anew for each distinct length). asyncpg refuses more than 32767 parameters;
+    The SQL text grows with the row count and is compiled on every call (the statement cache
+    skips multi-row VALUES: echo logs show ``[no key]``). asyncpg refuses more than 32767 parameters;
     SQLite's limit is a build option (32766 by default since 3.32); MySQL drivers inline the
     values client-side, bounded by ``max_allowed_packet``. Use ``execute(insert(M), rows)``.
     """
