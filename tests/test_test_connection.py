@@ -472,6 +472,38 @@ def test_silent_server_times_out_within_the_limit(scheme: str, silent_server: in
     assert human.rc == 1 and "FAILED (timeout)" in human.out, human
 
 
+def test_hanging_dns_lookup_still_returns_within_the_limit(tmp_path: Path) -> None:
+    """A resolver that never answers blocks getaddrinfo() in a worker thread; the script must not wait."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import socket, time\n"
+        "real = socket.getaddrinfo\n"
+        "def slow(host, *a, **k):\n"
+        "    if host == 'hangs.invalid':\n"
+        "        time.sleep(30)\n"
+        "    return real(host, *a, **k)\n"
+        "socket.getaddrinfo = slow\n"
+    )
+    r = run(f"postgresql+asyncpg://u:{SECRET}@hangs.invalid/db", "--json", "--timeout", "2",
+            env={"PYTHONPATH": str(tmp_path)})
+    assert r.rc == 1 and r.data["error_kind"] == "timeout" and "resolving" in r.data["error"], r
+    assert r.wall < 2 + 1.5, r.wall
+
+
+def test_blocked_event_loop_is_cut_off_by_the_watchdog(tmp_path: Path) -> None:
+    """A driver that blocks the event loop (no await) defeats asyncio timeouts; the watchdog answers."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import time\n"
+        "import asyncpg\n"
+        "async def stuck(*args, **kwargs):\n"
+        "    time.sleep(30)  # blocks the whole event loop\n"
+        "asyncpg.connect = stuck\n"
+    )
+    r = run(f"postgresql+asyncpg://u:{SECRET}@127.0.0.1:{free_port()}/db", "--json", "--timeout", "2",
+            env={"PYTHONPATH": str(tmp_path)})
+    assert r.rc == 1 and r.data["error_kind"] == "timeout", r
+    assert r.wall < 2 + 1.5, r.wall
+
+
 @pytest.mark.parametrize("scheme", ASYNC_SCHEMES)
 def test_unresolvable_host_is_dns(scheme: str) -> None:
     r = run(f"{scheme}://u:{SECRET}@nonexistent.invalid:5432/db", "--json")
