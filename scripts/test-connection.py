@@ -312,7 +312,8 @@ def resolve_dialect(url: Any, result: dict[str, Any]) -> Any:
     if backend in ASYNC_DRIVER_FOR:
         fixed = corrected_url(url)
         result["corrected_url"] = sl.masked_url(fixed)
-        hint = f"use {sl.masked_url(fixed)} (your password in place of ***), then re-run this check with it"
+        where = " (your password in place of ***)" if url.password else ""
+        hint = f"use {sl.masked_url(fixed)}{where}, then re-run this check with it"
     else:
         hint = f"use an async driver for {backend} (see the SQLAlchemy dialect docs)"
     why = "names no driver, so SQLAlchemy uses" if implicit else "names"
