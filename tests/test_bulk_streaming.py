@@ -61,6 +61,10 @@ async def test_bulk_insert_is_one_executemany(session: AsyncSession) -> None:
     with count_queries(session.bind) as queries:  # type: ignore[arg-type]
         await bo.bulk_insert(session, [])
     assert len(queries) == 0
+    # Python-side column defaults still apply per row (qty has default=0)
+    await bo.bulk_insert(session, [{"sku": f"{p}-d{i}", "name": "d"} for i in range(3)])
+    qtys = await session.scalars(select(bo.BulkProduct.qty).where(bo.BulkProduct.sku.startswith(f"{p}-d")))
+    assert list(qtys) == [0, 0, 0]
 
 
 @pytest.mark.parametrize("use_returning", [None, False], ids=["returning", "fallback"])
