@@ -16,9 +16,9 @@ Design choices:
   costs the same however deep it is, and rows inserted meanwhile do not shift or repeat items.
   The cursor is opaque to clients (URL-safe base64 of JSON); a malformed one raises
   ``InvalidCursor`` (a ``ValueError``) - map it to HTTP 422, never 500.
-- Cursor values are read from the row the database returned, not from objects already in the
-  session, so a backend that stores less precision (MySQL ``DATETIME`` keeps whole seconds) cannot
-  make a page skip or repeat rows.
+- Cursor values are selected as columns next to the entity, so they are what the database holds
+  (MySQL/MariaDB ``DATETIME`` keeps whole seconds), not what an object already in the session says.
+  Ties on ``created_at`` are common there; the primary key in the keyset breaks them.
 - Relationships are loaded only through ``options`` (``selectinload(...)``): with ``lazy="raise"``
   models, forgetting one fails loudly instead of issuing one query per row.
 """
