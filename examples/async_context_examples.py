@@ -96,22 +96,23 @@ async def count_posts_in_own_session(sessionmaker: async_sessionmaker[AsyncSessi
         return await session.scalar(select(func.count()).select_from(Post).where(Post.author_id == user_id)) or 0
 
 
-async def share_one_session(sessionmaker: async_sessionmaker[AsyncSession]) -> list[str]:
-    """Two ways sharing a session fails loudly; returns the messages. Do not copy the pattern."""
-    messages = []
+async def share_one_session(sessionmaker: async_sessionmaker[AsyncSession]) -> list[InvalidRequestError]:
+    """Three ways sharing a session fails loudly; returns the errors. Do not copy the pattern."""
+    errors: list[BaseException] = []
     async with sessionmaker() as session:  # no connection yet: both tasks try to provision one
-        results = await asyncio.gather(
+        errors += await asyncio.gather(
             session.scalar(select(func.count()).select_from(User)),
             session.scalar(select(func.count()).select_from(Post)),
             return_exceptions=True,
         )
-    messages += [str(r).split(" (Background")[0] for r in results if isinstance(r, InvalidRequestError)]
     async with sessionmaker() as session:
         session.add(User(email="shared@example.com", name="Shared"))
-        results = await asyncio.gather(session.flush(), session.flush(), return_exceptions=True)
+        errors += await asyncio.gather(session.flush(), session.flush(), return_exceptions=True)
         await session.rollback()
-    messages += [str(r) for r in results if isinstance(r, InvalidRequestError)]
-    return messages
+    async with sessionmaker() as session:  # one task closes the session another one is using
+        errors += await asyncio.gather(session.scalar(select(func.count()).select_from(User)), session.close(),
+                                       return_exceptions=True)
+    return [e for e in errors if isinstance(e, InvalidRequestError)]
 
 
 async def main() -> None:
@@ -174,14 +175,17 @@ async def main() -> None:
         print(f"{len(totals)} tasks, one session each (gather{' + TaskGroup' if len(totals) > 4 else ''}): {totals}")
 
         # 6. One session shared by concurrent tasks: refused (when SQLAlchemy notices).
-        messages = await share_one_session(sessionmaker)
+        errors = await share_one_session(sessionmaker)
+        seen = [(type(e).__name__, str(e).split(";")[0].split(" (Background")[0]) for e in errors]
         expected = [
-            "This session is provisioning a new connection; concurrent operations are not permitted",
-            "Session is already flushing",
+            ("InvalidRequestError", "This session is provisioning a new connection"),
+            ("InvalidRequestError", "Session is already flushing"),
+            ("IllegalStateChangeError", "Method 'close()' can't be called here"),
         ]
-        if messages != expected:
-            raise AssertionError(messages)
-        print(f"shared session: InvalidRequestError {messages[0]!r}; {messages[1]!r}")
+        if seen != expected:
+            raise AssertionError(seen)
+        for name, message in seen:
+            print(f"shared session: {name}: {message}")
     print("async_context_examples: ok")
 
 

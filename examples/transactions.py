@@ -122,10 +122,11 @@ async def run_in_transaction(
 ) -> T:
     """Run ``await fn(session)`` in a new session and transaction; commit; return its result.
 
-    When the transaction fails with an error ``retry_if`` accepts (default: serialization
-    failure / deadlock), it is rolled back and ``fn`` runs again in a *new* session after
-    ``uniform(0, min(max_backoff, backoff * 2**(n-1)))`` seconds ("full jitter"), up to
-    ``attempts`` runs in total; then the last error is raised. Other errors propagate at once.
+    When the transaction fails with an error ``retry_if`` accepts (default ``is_retryable``:
+    serialization failure, deadlock, SQLite busy), it is rolled back and ``fn`` runs again in a
+    *new* session after ``uniform(0, min(max_backoff, backoff * 2**(n-1)))`` seconds ("full
+    jitter"), up to ``attempts`` runs in total; then the last error is raised. Other errors
+    propagate at once.
 
     ``fn`` must do all its work through ``session`` and must not commit: the helper commits, and
     the commit (where PostgreSQL may report 40001) is inside the retried block. Keep side

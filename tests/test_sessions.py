@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import InvalidRequestError, MissingGreenlet
+from sqlalchemy.exc import IllegalStateChangeError, IntegrityError, InvalidRequestError, MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import lazyload
 
@@ -98,7 +98,9 @@ async def test_expire_on_commit_true_raises_missing_greenlet(
             with pytest.raises(MissingGreenlet, match="greenlet_spawn has not been called"):
                 _ = user.name
             gc.collect()
-        assert await user.awaitable_attrs.name == "Ada"  # the awaitable way works
+        with count_queries(engine) as queries:
+            assert await user.awaitable_attrs.name == "Ada"  # the awaitable way works
+        assert len(queries.selects()) == 1
 
 
 async def test_example_reads_expired_attribute_the_async_way(
@@ -172,13 +174,29 @@ async def test_one_session_per_task_with_taskgroup(sessionmaker: async_sessionma
     assert [t.result() for t in tasks] == [2] * 4
 
 
-async def test_sharing_a_session_is_refused_while_connecting_and_flushing(
+async def test_sharing_a_session_is_refused_while_connecting_flushing_or_closing(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    assert await share_one_session(sessionmaker) == [
-        "This session is provisioning a new connection; concurrent operations are not permitted",
-        "Session is already flushing",
-    ]
+    errors = await share_one_session(sessionmaker)
+    assert [type(e) for e in errors] == [InvalidRequestError, InvalidRequestError, IllegalStateChangeError]
+    assert str(errors[0]).startswith(
+        "This session is provisioning a new connection; concurrent operations are not permitted"
+    )
+    assert str(errors[1]) == "Session is already flushing"
+    assert str(errors[2]).startswith("Method 'close()' can't be called here; method '_connection_for_bind()'")
+
+
+async def test_close_racing_commit_flushes_an_emptied_object(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """A shared session closed by one task while another commits: the flush sends the INSERT with
+    the object's values already gone (NULLs) - here stopped by NOT NULL; a nullable table would
+    store the garbage."""
+    async with sessionmaker() as session:
+        session.add(User(email=unique_email("race"), name="Race"))
+        results = await asyncio.gather(session.commit(), session.close(), return_exceptions=True)
+    assert isinstance(results[0], IntegrityError)
+    message = str(results[0].orig).lower()  # e.g. NOT NULL constraint failed: users.email
+    assert "email" in message and "null" in message
+    assert isinstance(results[1], IllegalStateChangeError)
 
 
 async def test_sharing_a_connected_session_raises_nothing(sessionmaker: async_sessionmaker[AsyncSession]) -> None:

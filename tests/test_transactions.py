@@ -518,6 +518,7 @@ async def test_nowait_fails_at_once_on_a_locked_row(sessionmaker: Sessionmaker, 
             with pytest.raises(DBAPIError) as info:
                 await other.get(TxAccount, account, with_for_update={"nowait": True})
     assert db_error_codes(info.value) == (("55P03", None) if backend == "postgresql" else ("HY000", 1205))
+    assert is_retryable(info.value) is (backend != "postgresql")
 
 
 async def test_for_update_is_omitted_on_sqlite(engine: AsyncEngine, backend: str) -> None:
