@@ -123,7 +123,13 @@ def refuse_sqlite_foreign_keys(connection: Connection) -> None:
     """Batch mode re-creates a table (copy, DROP, rename). With ``PRAGMA foreign_keys=ON`` that
     DROP deletes the rows of every ``ON DELETE CASCADE`` child table. The pragma cannot change
     inside a transaction, so refuse instead of losing data."""
-    if connection.dialect.name == "sqlite" and connection.exec_driver_sql("PRAGMA foreign_keys").scalar():
+    if connection.dialect.name != "sqlite":
+        return
+    autobegun = not connection.in_transaction()
+    enabled = connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
+    if autobegun:  # end the transaction the PRAGMA opened, or Alembic treats it as the caller's and never commits
+        connection.rollback()
+    if enabled:
         raise RuntimeError(
             "SQLite connection has PRAGMA foreign_keys=ON: batch migrations would cascade-delete child rows. "
             "Run migrations on a plain engine (create_async_engine(url, poolclass=NullPool)), not the app's."

@@ -214,3 +214,26 @@ def test_other_directory_relative_paths_and_nested_dir(tmp_path: Path) -> None:
     sql = ok(alembic("-c", ini, "downgrade", "head:base", "--sql", cwd=tmp_path, url=url))  # offline mode
     assert "DROP TABLE sp_books" in sql.out
     assert revision_files(project, "db/mig rations")
+
+
+def test_sqlite_batch_mode_with_foreign_keys_on_deletes_child_rows() -> None:
+    """Why env.py refuses a SQLite connection with PRAGMA foreign_keys=ON (the app's engine)."""
+    import sqlalchemy as sa
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    engine = sa.create_engine("sqlite://")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY, name VARCHAR(10))")
+        conn.exec_driver_sql("CREATE TABLE child (id INTEGER PRIMARY KEY, "
+                             "parent_id INTEGER REFERENCES parent (id) ON DELETE CASCADE)")
+        conn.exec_driver_sql("INSERT INTO parent VALUES (1, 'a')")
+        conn.exec_driver_sql("INSERT INTO child VALUES (1, 1)")
+        conn.commit()
+        with Operations(MigrationContext.configure(conn)).batch_alter_table("parent") as batch:
+            batch.alter_column("name", type_=sa.String(50))  # copy, DROP TABLE parent, rename
+        conn.commit()
+        # the DROP TABLE ran ON DELETE CASCADE: the child row is gone
+        assert conn.exec_driver_sql("SELECT count(*) FROM child").scalar() == 0
+    engine.dispose()
