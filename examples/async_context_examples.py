@@ -98,21 +98,22 @@ async def count_posts_in_own_session(sessionmaker: async_sessionmaker[AsyncSessi
 
 async def share_one_session(sessionmaker: async_sessionmaker[AsyncSession]) -> list[InvalidRequestError]:
     """Three ways sharing a session fails loudly; returns the errors. Do not copy the pattern."""
-    errors: list[BaseException] = []
+    outcomes: list[object] = []
     async with sessionmaker() as session:  # no connection yet: both tasks try to provision one
-        errors += await asyncio.gather(
+        outcomes += await asyncio.gather(
             session.scalar(select(func.count()).select_from(User)),
             session.scalar(select(func.count()).select_from(Post)),
             return_exceptions=True,
         )
     async with sessionmaker() as session:
         session.add(User(email="shared@example.com", name="Shared"))
-        errors += await asyncio.gather(session.flush(), session.flush(), return_exceptions=True)
+        outcomes += await asyncio.gather(session.flush(), session.flush(), return_exceptions=True)
         await session.rollback()
     async with sessionmaker() as session:  # one task closes the session another one is using
-        errors += await asyncio.gather(session.scalar(select(func.count()).select_from(User)), session.close(),
-                                       return_exceptions=True)
-    return [e for e in errors if isinstance(e, InvalidRequestError)]
+        outcomes += await asyncio.gather(
+            session.scalar(select(func.count()).select_from(User)), session.close(), return_exceptions=True
+        )
+    return [o for o in outcomes if isinstance(o, InvalidRequestError)]
 
 
 async def main() -> None:
