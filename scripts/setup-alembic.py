@@ -11,6 +11,7 @@ import argparse
 import shutil
 import sys
 import time
+from contextlib import redirect_stdout
 from pathlib import Path
 
 if sys.version_info < (3, 10):
@@ -87,7 +88,8 @@ def main(argv: list[str]) -> int:
     if not directory or directory in (".", "..") or Path(directory).parts[:1] == ("..",):
         fail(EXIT_USAGE, f"--dir {args.dir!r}: give a folder inside the project, e.g. alembic or db/migrations", as_json=as_json)
     try:
-        metadata = check_metadata(args.metadata, project)
+        with redirect_stdout(sys.stderr):  # the user's module may print at import: keep stdout clean
+            metadata = check_metadata(args.metadata, project)
     except MetadataError as exc:
         fail(EXIT_USAGE, str(exc), as_json=as_json)
 

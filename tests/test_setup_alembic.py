@@ -237,3 +237,24 @@ def test_sqlite_batch_mode_with_foreign_keys_on_deletes_child_rows() -> None:
         # the DROP TABLE ran ON DELETE CASCADE: the child row is gone
         assert conn.exec_driver_sql("SELECT count(*) FROM child").scalar() == 0
     engine.dispose()
+
+
+def test_existing_alembic_init_setup_is_refused_then_forced(tmp_path: Path) -> None:
+    """The common case: the project already ran `alembic init -t async alembic`."""
+    project = make_project(tmp_path)
+    ok(alembic("init", "-t", "async", "alembic", cwd=project, url=None))
+    (project / "sample_app" / "models.py").write_text(
+        (project / "sample_app" / "models.py").read_text() + "\nprint('models imported')\n"
+    )
+    refused = ok(script("setup-alembic", "--metadata", METADATA, "--json", cwd=project), expected=1)
+    result = refused.json  # the module's print went to stderr, stdout is still one JSON object
+    actions = {f["path"]: f["action"] for f in result["files"]}
+    assert actions["alembic.ini"] == actions["alembic/env.py"] == "replace", actions
+    ini_diff = next(f for f in result["files"] if f["path"] == "alembic.ini")["differences"]
+    assert any("sqlalchemy.url" in d for d in ini_diff) and any("target_metadata" in d for d in ini_diff)
+    assert "driver://user:pass" not in refused.text  # alembic init's placeholder URL is not echoed
+    forced = ok(script("setup-alembic", "--metadata", METADATA, "--force", "--json", cwd=project)).json
+    backups = [f["backup"] for f in forced["files"] if f["backup"]]
+    assert len(backups) >= 2 and all((project / b).is_file() for b in backups)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    ok(script("generate-migration", "init", cwd=project, url=url))
