@@ -1,0 +1,636 @@
+"""Runtime half of optimize-queries, loaded into the user's Python process by ``site/sitecustomize.py``.
+
+What it does:
+
+- when ``sqlalchemy`` is first imported, installs class-level listeners: ``Engine``
+  ``before/after_cursor_execute`` (async engines included, through their ``sync_engine``),
+  ``Pool`` ``checkout`` (numbers each connection use, the unit an N+1 is counted in) and
+  ``Session`` ``do_orm_execute`` (tags relationship lazy loads with the relationship's name);
+- aggregates every statement in memory: shape (normalised SQL), the user's call site (first
+  stack frame outside SQLAlchemy, the drivers, greenlet, the standard library, installed packages
+  and this file), a hash of the parameters (never their values), count and durations;
+- with ``OPTIMIZE_QUERIES_EXPLAIN=1``: for the first execution of each SELECT/UPDATE/DELETE shape
+  that filters or joins, reads the tables' indexes and foreign keys from the catalog and asks the
+  backend for the plan, on the same connection, through a separate DBAPI cursor (so no SQLAlchemy
+  event fires and the user's cursor/result is untouched). On PostgreSQL that runs inside a
+  SAVEPOINT that is rolled back (``SET LOCAL enable_seqscan = off`` makes "no usable index"
+  visible even on tiny tables); plain EXPLAIN, never ANALYZE;
+- at process exit writes one JSON file into ``OPTIMIZE_QUERIES_DIR`` (one per process, so
+  subprocesses and pytest-xdist workers each report); ``optimize-queries.py`` analyses them.
+
+Nothing here may break the user's program: every hook swallows its own errors (counted in the
+record file).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import itertools
+import json
+import os
+import re
+import secrets
+import sys
+import sysconfig
+import threading
+import time
+from typing import Any
+
+ENV_DIR = "OPTIMIZE_QUERIES_DIR"
+ENV_EXPLAIN = "OPTIMIZE_QUERIES_EXPLAIN"
+ENV_SLOW_MS = "OPTIMIZE_QUERIES_SLOW_MS"
+
+MAX_PARAM_HASHES = 64  # distinct parameter sets remembered per (shape, call site)
+MAX_SPANS = 8  # connection uses remembered per (shape, call site)
+MAX_AGGS = 20000  # (shape, call site) pairs; beyond that only totals are counted
+MAX_EXPLAINS = 500
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+_span_counter = itertools.count(1)
+
+
+def _reset() -> None:
+    _state.clear()
+    _state.update(
+        statements=0,
+        aggs={},  # (shape, site) -> dict
+        shapes={},  # shape -> {"sql": first text, "kind": ..., "tables": ..., ...}
+        explained=set(),
+        explains=[],
+        catalog={},
+        errors={},
+        dialects=set(),
+        dropped=0,
+    )
+
+
+_reset()
+
+
+# --------------------------------------------------------------------------- statement shapes
+
+_SKIP_KINDS = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA", "SET", "SHOW", "START")
+_IDENT = r'[`"\[]?([A-Za-z_][A-Za-z0-9_$]*)[`"\]]?'
+_QIDENT = rf"(?:{_IDENT}\.)?{_IDENT}"  # optional schema, table
+_PARAM_RE = re.compile(r"\$\d+|%\(\w+\)s|%s|(?<![:\w]):[A-Za-z_]\w*|\?")
+_STRING_RE = re.compile(r"'(?:[^']|'')*'")
+_NUMBER_RE = re.compile(r"(?<![\w.$])-?\d+(?:\.\d+)?\b")
+_IN_LIST_RE = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
+_VALUES_ROWS_RE = re.compile(r"(\(\?(?:, \?)*\))(?:\s*,\s*\(\?(?:, \?)*\))+")
+_WS_RE = re.compile(r"\s+")
+_CAST_RE = re.compile(r"\?::\w+(?:\s+(?:WITH|WITHOUT)\s+TIME\s+ZONE)?(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?", re.I)
+_FROM_RE = re.compile(rf"\b(?:FROM|JOIN|UPDATE|INTO)\s+{_QIDENT}(?:\s+(?:AS\s+)?(?!(?:WHERE|JOIN|ON|LEFT|RIGHT|INNER|OUTER|CROSS|FULL|SET|ORDER|GROUP|LIMIT|VALUES|USING|NATURAL|FOR|UNION|HAVING|OFFSET|RETURNING)\b){_IDENT})?", re.I)
+_COL = r'[`"]?([A-Za-z_]\w*)[`"]?\.[`"]?([A-Za-z_]\w*)[`"]?'
+_OPS = r"(?:(?<![<>!])=|<=|>=|<(?!>)|(?<!<)>|\bIN\b|\bLIKE\b|\bILIKE\b|\bBETWEEN\b)"  # not <> / != / NOT IN
+_PRED_COL_FIRST = re.compile(rf"{_COL}\s*{_OPS}\s*\(?\s*\?", re.I)
+_PRED_PARAM_FIRST = re.compile(rf"\?\s*(?:=|<=|>=|<(?!>)|>)\s*{_COL}", re.I)
+_JOIN_PRED = re.compile(rf"{_COL}\s*=\s*{_COL}")
+_BARE_PRED = re.compile(rf"(?<![.\w`\"])[`\"]?([A-Za-z_]\w*)[`\"]?\s*{_OPS}\s*\(?\s*\?", re.I)
+_KEYWORDS = {"and", "or", "not", "where", "on", "select", "set", "values", "limit", "offset", "when", "then", "else", "case", "by", "having", "like", "in", "is", "between"}
+
+
+def normalise(sql: str) -> str:
+    out = _STRING_RE.sub("?", sql)
+    out = _PARAM_RE.sub("?", out)
+    out = _NUMBER_RE.sub("?", out)
+    out = _CAST_RE.sub("?", out)
+    out = _WS_RE.sub(" ", out).strip()
+    out = _IN_LIST_RE.sub("(?...)", out)
+    out = _VALUES_ROWS_RE.sub(r"\1, ...", out)
+    return out
+
+
+def analyse(sql: str) -> dict[str, Any]:
+    """Kind, normalised shape, tables (alias -> table) and the columns it filters and joins on."""
+    shape = normalise(sql)
+    head = shape.split(" ", 1)[0].upper() if shape else ""
+    kind = {"WITH": "SELECT"}.get(head, head)
+    info: dict[str, Any] = {"shape": shape, "kind": kind, "aliases": {}, "filters": [], "joins": []}
+    if kind not in ("SELECT", "UPDATE", "DELETE"):
+        return info
+    aliases: dict[str, str] = {}
+    for m in _FROM_RE.finditer(shape):
+        table = m.group(2)
+        if table.upper() in ("SELECT", "LATERAL"):
+            continue
+        aliases[table] = table
+        if m.group(3):
+            aliases[m.group(3)] = table
+    info["aliases"] = aliases
+    where_at = re.search(r"\b(WHERE|ON)\b", shape, re.I)
+    body = shape[where_at.start():] if where_at else ""
+    filters: list[tuple[str, str]] = []
+    for m in _PRED_COL_FIRST.finditer(body):
+        filters.append((m.group(1), m.group(2)))
+    for m in _PRED_PARAM_FIRST.finditer(body):
+        filters.append((m.group(1), m.group(2)))
+    tables = set(aliases.values())
+    if len(tables) == 1:
+        (only,) = tables
+        for m in _BARE_PRED.finditer(body):
+            if m.group(1).lower() not in _KEYWORDS:
+                filters.append((only, m.group(1)))
+    joins: list[tuple[str, str]] = []
+    for m in _JOIN_PRED.finditer(body):
+        joins.append((m.group(1), m.group(2)))
+        joins.append((m.group(3), m.group(4)))
+    resolve = lambda pairs: sorted({(aliases.get(a, a), c) for a, c in pairs if aliases.get(a, a) in tables})  # noqa: E731
+    info["filters"] = resolve(filters)
+    info["joins"] = resolve(joins)
+    return info
+
+
+# --------------------------------------------------------------------------- call sites
+
+_frame_class: dict[str, int] = {}  # filename -> 0 user, 1 installed package, 2 library internals
+
+
+def _library_dirs() -> list[str]:
+    dirs = [os.path.dirname(os.path.abspath(__file__))]
+    for name in ("sqlalchemy", "greenlet", "aiosqlite", "asyncpg", "aiomysql", "pymysql", "psycopg", "psycopg2", "MySQLdb", "asyncmy"):
+        try:
+            spec = importlib.util.find_spec(name)
+        except Exception:  # noqa: BLE001
+            spec = None
+        if spec is not None and spec.origin and spec.submodule_search_locations:
+            dirs.append(os.path.dirname(os.path.abspath(spec.origin)))
+    return dirs
+
+
+_LIB_DIRS: list[str] = []
+_STDLIB_DIRS = sorted({os.path.abspath(p) for k in ("stdlib", "platstdlib") if (p := sysconfig.get_paths().get(k))})
+
+
+def _classify(filename: str) -> int:
+    cls = _frame_class.get(filename)
+    if cls is not None:
+        return cls
+    if filename.startswith("<"):
+        cls = 2
+    else:
+        path = os.path.abspath(filename)
+        if any(path.startswith(d + os.sep) for d in _LIB_DIRS):
+            cls = 2
+        elif "site-packages" in path or "dist-packages" in path:
+            cls = 1
+        elif any(path.startswith(d + os.sep) for d in _STDLIB_DIRS):
+            cls = 2
+        else:
+            cls = 0
+    _frame_class[filename] = cls
+    return cls
+
+
+try:
+    import greenlet as _greenlet_mod  # noqa: E402
+
+    _getcurrent = _greenlet_mod.getcurrent
+except Exception:  # noqa: BLE001
+    _getcurrent = None
+
+
+def call_site() -> tuple[str, int, str]:
+    """(file, line, function) of the innermost user frame; crosses SQLAlchemy's greenlet bridge."""
+    fallback: tuple[str, int, str] | None = None
+    frame: Any = sys._getframe(2)
+    glet = _getcurrent() if _getcurrent else None
+    hops = 0
+    while hops < 400:
+        while frame is not None and hops < 400:
+            hops += 1
+            code = frame.f_code
+            cls = _classify(code.co_filename)
+            if cls == 0:
+                return code.co_filename, frame.f_lineno, code.co_name
+            if cls == 1 and fallback is None:
+                fallback = (code.co_filename, frame.f_lineno, code.co_name)
+            frame = frame.f_back
+        glet = glet.parent if glet is not None else None
+        if glet is None:
+            break
+        frame = glet.gr_frame
+    return fallback or ("<unknown>", 0, "?")
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def param_key(parameters: Any) -> int:
+    try:
+        if isinstance(parameters, dict):
+            return hash(tuple(sorted((k, _hashable(v)) for k, v in parameters.items())))
+        if isinstance(parameters, (list, tuple)):
+            return hash(tuple(_hashable(v) for v in parameters))
+        return hash(_hashable(parameters))
+    except Exception:  # noqa: BLE001
+        return hash(repr(parameters))
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return repr(value)
+
+
+# --------------------------------------------------------------------------- listeners
+
+
+def _error(where: str, exc: BaseException) -> None:
+    key = f"{where}: {type(exc).__name__}"
+    errors = _state["errors"]
+    errors[key] = errors.get(key, 0) + 1
+
+
+def _on_checkout(dbapi_connection: Any, connection_record: Any, connection_proxy: Any) -> None:
+    try:
+        connection_record.info["optimize_queries_span"] = next(_span_counter)
+    except Exception as exc:  # noqa: BLE001
+        _error("checkout", exc)
+
+
+def _on_orm_execute(orm_state: Any) -> None:
+    try:
+        if orm_state.is_relationship_load:
+            path = orm_state.loader_strategy_path
+            prop = path[-1] if path is not None and len(path) else None
+            if prop is not None and hasattr(prop, "parent") and hasattr(prop, "key"):
+                name = f"{prop.parent.class_.__name__}.{prop.key}"
+                option = "selectinload" if getattr(prop, "uselist", True) else "joinedload"
+                orm_state.update_execution_options(optimize_queries_relationship=f"{option}({name})")
+    except Exception as exc:  # noqa: BLE001
+        _error("do_orm_execute", exc)
+
+
+def _before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    try:
+        context._optimize_queries_t0 = time.perf_counter()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    end = time.perf_counter()
+    try:
+        t0 = getattr(context, "_optimize_queries_t0", None)
+        ms = (end - t0) * 1000.0 if t0 is not None else 0.0
+        shapes = _state["shapes"]
+        info = shapes.get(statement)
+        if info is None:
+            info = analyse(statement)
+            info["sql"] = statement[:2000]
+            shapes[statement] = info
+        site = call_site()
+        span = conn.info.get("optimize_queries_span", 0)
+        # literals inlined in the SQL text count as parameters: key on (text, parameters)
+        pkey = 0 if executemany else hash((statement, param_key(parameters)))
+        rel = None
+        if context is not None and info["kind"] == "SELECT":
+            rel = context.execution_options.get("optimize_queries_relationship")
+        with _lock:
+            _state["statements"] += 1
+            _record(info, site, span, pkey, ms, executemany, rel)
+        if _EXPLAIN and info["kind"] in ("SELECT", "UPDATE", "DELETE") and (info["filters"] or info["joins"]):
+            shape = info["shape"]
+            if shape not in _state["explained"] and len(_state["explained"]) < MAX_EXPLAINS and not executemany:
+                _state["explained"].add(shape)
+                if not (context is not None and getattr(context, "is_server_side", False)):
+                    _explain(conn, statement, parameters, info, site)
+    except Exception as exc:  # noqa: BLE001
+        _error("after_cursor_execute", exc)
+
+
+def _record(info: dict[str, Any], site: tuple[str, int, str], span: int, pkey: int, ms: float, many: bool, rel: str | None) -> None:
+    key = (info["shape"], site)
+    aggs = _state["aggs"]
+    agg = aggs.get(key)
+    if agg is None:
+        if len(aggs) >= MAX_AGGS:
+            _state["dropped"] += 1
+            return
+        agg = aggs[key] = {
+            "count": 0, "total_ms": 0.0, "max_ms": 0.0, "slow": 0, "params": set(), "spans": {},
+            "max_span_distinct": 0, "max_span_count": 0, "max_same_params": 0, "executemany": 0,
+            "kind": info["kind"], "relationship": rel, "sql": info["sql"],
+        }
+    agg["count"] += 1
+    agg["total_ms"] += ms
+    if ms > agg["max_ms"]:
+        agg["max_ms"] = ms
+    if _SLOW_MS is not None and ms > _SLOW_MS:
+        agg["slow"] += 1
+    if many:
+        agg["executemany"] += 1
+        return
+    if rel and not agg["relationship"]:
+        agg["relationship"] = rel
+    if len(agg["params"]) < MAX_PARAM_HASHES:
+        agg["params"].add(pkey)
+    spans = agg["spans"]
+    per = spans.get(span)
+    if per is None:
+        if len(spans) >= MAX_SPANS:
+            spans.pop(next(iter(spans)))
+        per = spans[span] = {"count": 0, "params": {}}
+    per["count"] += 1
+    counts = per["params"]
+    if pkey in counts or len(counts) < MAX_PARAM_HASHES:
+        counts[pkey] = counts.get(pkey, 0) + 1
+        if counts[pkey] > agg["max_same_params"]:
+            agg["max_same_params"] = counts[pkey]
+    agg["max_span_count"] = max(agg["max_span_count"], per["count"])
+    agg["max_span_distinct"] = max(agg["max_span_distinct"], len(counts))
+
+
+# --------------------------------------------------------------------------- EXPLAIN and catalog
+
+_SAFE_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+def _raw(dbapi_conn: Any, sql: str, params: Any = None) -> tuple[list[Any], list[str]]:
+    cur = dbapi_conn.cursor()
+    try:
+        if params is None:
+            cur.execute(sql)
+        else:
+            cur.execute(sql, params)
+        cols = [d[0] for d in (cur.description or [])]
+        rows = list(cur.fetchall()) if cur.description else []
+        return rows, cols
+    finally:
+        try:
+            cur.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _catalog(dialect: str, dbapi_conn: Any, table: str, key_prefix: str) -> dict[str, list[str]] | None:
+    """{"indexed": leading columns of indexes (PK included), "fks": {column: referred table}}."""
+    cache_key = (key_prefix, table)
+    cached = _state["catalog"].get(cache_key)
+    if cached is not None:
+        return cached
+    if not _SAFE_IDENT.match(table):
+        return None
+    indexed: set[str] = set()
+    fks: dict[str, str] = {}
+    if dialect == "sqlite":
+        for row in _raw(dbapi_conn, f"PRAGMA table_info(\"{table}\")")[0]:
+            if row[5] == 1:
+                indexed.add(row[1])
+        for row in _raw(dbapi_conn, f"PRAGMA index_list(\"{table}\")")[0]:
+            cols = _raw(dbapi_conn, f"PRAGMA index_info(\"{row[1]}\")")[0]
+            lead = [c for c in cols if c[0] == 0]
+            if lead and lead[0][2]:
+                indexed.add(lead[0][2])
+        for row in _raw(dbapi_conn, f"PRAGMA foreign_key_list(\"{table}\")")[0]:
+            if row[1] == 0:
+                fks[row[3]] = row[2]
+    elif dialect == "postgresql":
+        rel = f"to_regclass('\"{table}\"')"
+        for (col,) in _raw(dbapi_conn, f"SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = {rel}")[0]:
+            indexed.add(col)
+        for col, ref in _raw(dbapi_conn, f"SELECT a.attname, c.confrelid::regclass::text FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] WHERE c.contype = 'f' AND c.conrelid = {rel}")[0]:
+            fks[col] = ref
+    elif dialect in ("mysql", "mariadb"):
+        for (col,) in _raw(dbapi_conn, f"SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND SEQ_IN_INDEX = 1")[0]:
+            indexed.add(col)
+        for col, ref in _raw(dbapi_conn, f"SELECT COLUMN_NAME, REFERENCED_TABLE_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND REFERENCED_TABLE_NAME IS NOT NULL AND ORDINAL_POSITION = 1")[0]:
+            fks[col] = ref
+    else:
+        return None
+    result = {"indexed": sorted(indexed), "fks": fks}
+    _state["catalog"][cache_key] = result
+    return result
+
+
+def _plan_scans(dialect: str, dbapi_conn: Any, statement: str, parameters: Any, aliases: dict[str, str]) -> tuple[set[str], list[str]]:
+    """Tables the plan reads in full (or builds an automatic index for), and the plan text."""
+    scanned: set[str] = set()
+    lines: list[str] = []
+    if dialect == "sqlite":
+        rows, _ = _raw(dbapi_conn, "EXPLAIN QUERY PLAN " + statement, parameters)
+        for row in rows:
+            detail = str(row[-1])
+            lines.append(detail)
+            m = re.match(r"(SCAN|SEARCH) (?:TABLE )?(\w+)(?: AS (\w+))?", detail)
+            if not m:
+                continue
+            name = m.group(3) or m.group(2)
+            table = aliases.get(name, aliases.get(m.group(2), m.group(2)))
+            if m.group(1) == "SCAN" or "AUTOMATIC" in detail:
+                scanned.add(table)
+    elif dialect == "postgresql":
+        rows, _ = _raw(dbapi_conn, "EXPLAIN (FORMAT JSON) " + statement, parameters)
+        plan = rows[0][0] if rows else []
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+
+        def walk(node: dict[str, Any]) -> None:
+            ntype = node.get("Node Type", "")
+            if ntype == "Seq Scan" and node.get("Relation Name"):
+                lines.append(f"Seq Scan on {node['Relation Name']}" + (f" Filter: {node['Filter']}" if node.get("Filter") else ""))
+                scanned.add(node["Relation Name"])
+            for child in node.get("Plans", []) or []:
+                walk(child)
+
+        for item in plan if isinstance(plan, list) else [plan]:
+            walk(item.get("Plan", {}))
+    elif dialect in ("mysql", "mariadb"):
+        rows, cols = _raw(dbapi_conn, "EXPLAIN " + statement, parameters)
+        for row in rows:
+            rec = dict(zip([c.lower() for c in cols], row))
+            lines.append(f"table={rec.get('table')} type={rec.get('type')} possible_keys={rec.get('possible_keys')}")
+            if str(rec.get("type", "")).upper() == "ALL" and rec.get("table"):
+                name = str(rec["table"])
+                scanned.add(aliases.get(name, name))
+    return scanned, lines
+
+
+def _explain(conn: Any, statement: str, parameters: Any, info: dict[str, Any], site: tuple[str, int, str]) -> None:
+    dialect = conn.dialect.name
+    _state["dialects"].add(dialect)
+    dbapi_conn = conn.connection.dbapi_connection
+    if dbapi_conn is None:
+        return
+    key_prefix = f"{dialect}:{id(conn.engine)}:{conn.engine.url.database}"
+    result: dict[str, Any] = {"shape": info["shape"], "site": site, "dialect": dialect, "sql": info["sql"]}
+    tables = sorted({t for t, _ in info["filters"]} | {t for t, _ in info["joins"]})
+    savepoint = dialect == "postgresql"
+    if savepoint:
+        try:
+            _raw(dbapi_conn, "SAVEPOINT optimize_queries_explain")
+        except Exception as exc:  # noqa: BLE001 - no transaction block (autocommit): skip, never disturb
+            _error("explain needs a transaction on postgresql", exc)
+            return
+    try:
+        catalog = {t: _catalog(dialect, dbapi_conn, t, key_prefix) for t in tables}
+        result["catalog"] = catalog
+        if savepoint:
+            _raw(dbapi_conn, "SET LOCAL enable_seqscan = off")
+        scanned, lines = _plan_scans(dialect, dbapi_conn, statement, parameters, info["aliases"])
+        result["scanned"] = sorted(scanned)
+        result["plan"] = lines[:20]
+    except Exception as exc:  # noqa: BLE001
+        _error(f"explain on {dialect}", exc)
+        result["error"] = f"{type(exc).__name__}"
+    finally:
+        if savepoint:
+            try:
+                _raw(dbapi_conn, "ROLLBACK TO SAVEPOINT optimize_queries_explain")
+                _raw(dbapi_conn, "RELEASE SAVEPOINT optimize_queries_explain")
+            except Exception as exc:  # noqa: BLE001
+                _error("explain savepoint", exc)
+    _state["explains"].append(result)
+
+
+# --------------------------------------------------------------------------- relationships (at exit)
+
+
+def _relationship_hints(table: str, column: str) -> list[str]:
+    """Loader options for relationships whose remote side is ``table.column`` (mapped models only)."""
+    hints: list[str] = []
+    try:
+        from sqlalchemy.orm import mapperlib
+
+        for reg in list(mapperlib._all_registries()):
+            for mapper in list(reg.mappers):
+                for prop in mapper.relationships:
+                    remote = getattr(prop, "remote_side", ()) or ()
+                    if any(getattr(c, "name", None) == column and getattr(getattr(c, "table", None), "name", None) == table for c in remote):
+                        option = "selectinload" if prop.uselist else "joinedload"
+                        hints.append(f"{option}({mapper.class_.__name__}.{prop.key})")
+    except Exception as exc:  # noqa: BLE001
+        _error("relationship lookup", exc)
+    return sorted(set(hints))[:3]
+
+
+def _model_for(table: str) -> str | None:
+    try:
+        from sqlalchemy.orm import mapperlib
+
+        for reg in list(mapperlib._all_registries()):
+            for mapper in list(reg.mappers):
+                if getattr(mapper.local_table, "name", None) == table:
+                    return mapper.class_.__name__
+    except Exception as exc:  # noqa: BLE001
+        _error("model lookup", exc)
+    return None
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _dump() -> None:
+    directory = os.environ.get(ENV_DIR)
+    if not directory:
+        return
+    try:
+        with _lock:
+            aggs_out = []
+            shape_info = {i["shape"]: i for i in _state["shapes"].values()}
+            models: dict[str, str | None] = {}
+            for (shape, site), agg in _state["aggs"].items():
+                info = shape_info.get(shape, {})
+                item = {k: v for k, v in agg.items() if k not in ("params", "spans")}
+                item.update(shape=shape, site=list(site), distinct_params=len(agg["params"]),
+                            filters=info.get("filters", []), joins=info.get("joins", []))
+                if agg["kind"] == "SELECT" and not agg["relationship"] and agg["max_span_distinct"] >= 2 and len(info.get("filters", [])) == 1:
+                    t, c = info["filters"][0]
+                    item["relationship_hints"] = _relationship_hints(t, c)
+                    if t not in models:
+                        models[t] = _model_for(t)
+                aggs_out.append(item)
+            for ex in _state["explains"]:
+                for t in ex.get("catalog", {}) or {}:
+                    if t not in models:
+                        models[t] = _model_for(t)
+            data = {
+                "pid": os.getpid(),
+                "argv": [os.path.basename(a) for a in sys.argv[:3]],
+                "statements": _state["statements"],
+                "aggregates": aggs_out,
+                "explains": _state["explains"],
+                "models": models,
+                "errors": _state["errors"],
+                "dropped": _state["dropped"],
+                "sqlalchemy": _SA_LOADED,
+            }
+        name = os.path.join(directory, f"{os.getpid()}-{secrets.token_hex(3)}.json")
+        tmp = name + ".part"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, default=str)
+        os.replace(tmp, name)
+    except Exception as exc:  # noqa: BLE001
+        print(f"optimize-queries: could not write the record file: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+_EXPLAIN = False
+_SLOW_MS: float | None = None
+_SA_LOADED = False
+
+
+def install() -> None:
+    """Install the listeners (sqlalchemy is imported by now)."""
+    global _SA_LOADED
+    if _SA_LOADED:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+    from sqlalchemy.pool import Pool
+
+    _LIB_DIRS[:] = _library_dirs()
+    _frame_class.clear()
+    event.listen(Engine, "before_cursor_execute", _before)
+    event.listen(Engine, "after_cursor_execute", _after)
+    event.listen(Pool, "checkout", _on_checkout)
+    event.listen(Session, "do_orm_execute", _on_orm_execute)
+    _SA_LOADED = True
+
+
+class _SQLAlchemyImportHook:
+    """Meta-path finder: lets ``import sqlalchemy`` finish, then installs the listeners."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "sqlalchemy":
+            return None
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        original = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            original(module)
+            try:
+                install()
+            except Exception as exc:  # noqa: BLE001
+                print(f"optimize-queries: could not instrument SQLAlchemy: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def arm() -> None:
+    """Called by sitecustomize: read settings, hook the SQLAlchemy import, register the exit dump."""
+    global _EXPLAIN, _SLOW_MS
+    _EXPLAIN = os.environ.get(ENV_EXPLAIN, "") == "1"
+    slow = os.environ.get(ENV_SLOW_MS)
+    try:
+        _SLOW_MS = float(slow) if slow else None
+    except ValueError:
+        _SLOW_MS = None
+    if "sqlalchemy" in sys.modules:
+        install()
+    else:
+        sys.meta_path.insert(0, _SQLAlchemyImportHook())
+    atexit.register(_dump)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_reset)
