@@ -17,8 +17,9 @@ Design choices:
   The cursor is opaque to clients (URL-safe base64 of JSON); a malformed one raises
   ``InvalidCursor`` (a ``ValueError``) - map it to HTTP 422, never 500.
 - Cursor values are selected as columns next to the entity, so they are what the database holds
-  (MySQL/MariaDB ``DATETIME`` keeps whole seconds), not what an object already in the session says.
-  Ties on ``created_at`` are common there; the primary key in the keyset breaks them.
+  (a column with less precision than Python's datetime would differ), not what an object already in
+  the session says. The primary key closes the keyset, so rows with equal ``created_at`` (bulk
+  inserts, server clocks) are neither skipped nor repeated.
 - Relationships are loaded only through ``options`` (``selectinload(...)``): with ``lazy="raise"``
   models, forgetting one fails loudly instead of issuing one query per row.
 """

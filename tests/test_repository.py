@@ -91,14 +91,14 @@ async def test_page_counts_one_select_per_loader(tables: AsyncEngine, session: A
 
 
 @pytest.mark.parametrize("descending", [False, True])
-async def test_rows_within_one_second_page_exactly_once(session: AsyncSession, descending: bool) -> None:
-    """20 rows within one second (all tied on MySQL/MariaDB, which keep whole seconds), paged by the
-    session that created them (its objects carry the microseconds): every row exactly once."""
+async def test_tied_timestamps_page_exactly_once(session: AsyncSession, descending: bool) -> None:
+    """20 rows, four per created_at value, paged 3 at a time (pages split the ties) by the session
+    that created them: every row exactly once, in (created_at, id) order."""
     t = tag()
     users = Repository(session, User, descending=descending)
     second = utcnow().replace(microsecond=0) - timedelta(hours=1)
     made = [
-        await users.create(email=f"c{i:02d}-{t}@example.com", name=f"c{i:02d}", created_at=second + timedelta(microseconds=37_000 * i + 1))
+        await users.create(email=f"c{i:02d}-{t}@example.com", name=f"c{i:02d}", created_at=second + timedelta(microseconds=37_001 * (i // 4)))
         for i in range(20)
     ]
     await session.commit()
@@ -111,9 +111,8 @@ async def test_rows_within_one_second_page_exactly_once(session: AsyncSession, d
         if cursor is None:
             break
     assert sorted(seen) == sorted(u.id for u in made) and len(seen) == 20
-    stamps = [next(u for u in made if u.id == i).created_at for i in seen]
-    if session.bind.dialect.name == "postgresql" or session.bind.dialect.name == "sqlite":
-        assert stamps == sorted(stamps, reverse=descending)  # microseconds kept: creation order
+    by_id = {u.id: u for u in made}
+    assert seen == sorted(seen, key=lambda i: (by_id[i].created_at, i), reverse=descending)
 
 
 @pytest.mark.parametrize(
