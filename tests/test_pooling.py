@@ -4,6 +4,7 @@
   NullPool with ``null_pool=True``; the configured sizes are the pool's sizes;
 - ``pool_timeout``: with ``pool_size + max_overflow`` connections checked out, the next checkout
   raises ``sqlalchemy.exc.TimeoutError``; a waiter gets a connection as soon as one is returned;
+- ``pool_recycle``: a connection older than the limit is replaced at its next checkout;
 - ``pool_pre_ping``: after the server kills a pooled connection the next checkout reconnects
   (and without pre-ping the first use fails with a "connection invalidated" error);
 - ``checkedout()`` is back to 0 after sessions close (also after errors and under concurrency);
@@ -76,6 +77,21 @@ async def test_default_pool_is_async_queue_pool(db_url: tuple[URL, dict[str, Any
         await engine.dispose()
 
 
+async def test_environment_settings_reach_the_pool(tmp_path: Path) -> None:
+    settings = DatabaseSettings.from_env({
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'env.db'}",
+        "DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "2", "DB_POOL_TIMEOUT": "5", "DB_POOL_RECYCLE": "300",
+    })
+    engine = create_engine(settings)
+    try:
+        assert (engine.pool.size(), engine.pool._max_overflow, engine.pool.timeout(), engine.pool._recycle) == (4, 2, 5, 300)
+    finally:
+        await engine.dispose()
+    engine = create_engine(DatabaseSettings.from_env({"DATABASE_URL": settings.url, "DB_NULL_POOL": "1"}))
+    assert type(engine.pool) is NullPool
+    await engine.dispose()
+
+
 async def test_memory_sqlite_uses_one_static_connection() -> None:
     engine = create_engine(DatabaseSettings(url="sqlite+aiosqlite://"))
     try:
@@ -142,6 +158,20 @@ async def test_waiting_checkout_gets_a_returned_connection(db_url: tuple[URL, di
         await first.close()
         assert await asyncio.wait_for(waiter, 30) == 2
         assert engine.pool.checkedout() == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_pool_recycle_replaces_old_connections(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
+    engine = create_engine(settings_for(db_url, pool_size=1, max_overflow=0, pool_recycle=1))
+    try:
+        async with engine.connect() as conn:
+            first = (await conn.get_raw_connection()).driver_connection
+        async with engine.connect() as conn:  # younger than pool_recycle: reused
+            assert (await conn.get_raw_connection()).driver_connection is first
+        await asyncio.sleep(1.2)
+        async with engine.connect() as conn:  # older than pool_recycle: closed and replaced
+            assert (await conn.get_raw_connection()).driver_connection is not first
     finally:
         await engine.dispose()
 
