@@ -154,3 +154,35 @@ def test_without_create_savepoint_one_409_lets_later_writes_escape(
         "test_users.py::test_conflict_rolls_back_only_the_request",  # the first row vanished with the 409
         "test_users.py::test_nothing_left_at_the_end",  # the row written after the 409 leaked
     }, result.outlines[-20:]
+
+
+LOOP_TESTS = '''
+from sqlalchemy import text
+
+
+async def test_query_through_the_session(session):
+    assert await session.scalar(text("SELECT 1")) == 1
+'''
+
+
+def test_without_the_loop_hook_server_drivers_hit_a_different_loop(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, server_url: str, backend: str
+) -> None:
+    """Tests on function-scoped loops using the session-loop engine: asyncpg and aiomysql fail with
+    "attached to a different loop"; aiosqlite (a worker thread) passes, so SQLite hides the mistake."""
+    template = TEMPLATE.read_text()
+    start, end = template.index("def pytest_collection_modifyitems"), template.index("@pytest_asyncio.fixture(scope=")
+    pytester.makeconftest(template[:start] + template[end:])
+    pytester.makepyfile(test_loop=LOOP_TESTS)
+    pytester.makeini(f"[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\npythonpath = {ROOT}\n")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    if backend == "sqlite":
+        monkeypatch.delenv("TEST_DATABASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("TEST_DATABASE_URL", server_url)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", timeout=120)
+    if backend == "sqlite":
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(failed=1)
+        assert any("attached to a different loop" in line for line in result.outlines), result.outlines[-30:]

@@ -127,3 +127,19 @@ async def test_limit_bounds(session: AsyncSession) -> None:
     for bad in (0, -1, 201):
         with pytest.raises(ValueError, match="limit"):
             await Repository(session, User).page(limit=bad)
+
+
+async def test_unique_email_case_depends_on_the_backend(session: AsyncSession) -> None:
+    """Why the example lower-cases emails: MySQL/MariaDB's default collation (utf8mb4_general_ci
+    here) compares case-insensitively, PostgreSQL and SQLite do not."""
+    t = tag()
+    users = Repository(session, User)
+    await users.create(email=f"Case-{t}@example.com", name="upper")
+    if session.bind.dialect.name in ("mysql", "mariadb"):
+        with pytest.raises(IntegrityError):
+            await users.create(email=f"case-{t}@example.com", name="lower")
+        await session.rollback()
+    else:
+        await users.create(email=f"case-{t}@example.com", name="lower")
+        await session.commit()
+        assert await users.count(User.email.like(f"%-{t}@example.com")) == 2
