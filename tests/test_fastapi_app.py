@@ -284,6 +284,25 @@ async def test_health_reports_503_without_leaking_details(api: tuple[FastAPI, ht
     assert "s3cret" not in response.text and "127.0.0.1" not in response.text
 
 
+async def test_pool_exhausted_is_503_with_retry_after(server_url: str) -> None:
+    async with scratch_url(server_url) as (url, connect_args):
+        settings = DatabaseSettings(
+            url=url.render_as_string(hide_password=False), connect_args=connect_args,
+            pool_size=1, max_overflow=0, pool_timeout=0.2,
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                async with app.state.engine.connect() as held:  # the only connection is busy
+                    await held.execute(select(1))
+                    busy = await client.get(f"/users/{uuid.uuid4()}")
+                free = await client.get(f"/users/{uuid.uuid4()}")
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert busy.json() == {"detail": "database unavailable, retry later"}
+    assert free.status_code == 404  # the pool recovers once the connection is back
+
+
 # --- listing: keyset pagination and a fixed number of statements --------------------------------
 
 
