@@ -227,6 +227,33 @@ async def test_function_scope_turns_the_same_commit_failure_into_409(
     assert await rows_with_email(app_engine, email) == 1
 
 
+async def test_dependency_override_keeps_the_declared_scope(
+    api: tuple[FastAPI, httpx.AsyncClient], app_engine: AsyncEngine
+) -> None:
+    """An override of get_session (as templates/conftest.py installs) still commits before the
+    response: the commit-time duplicate is a 409, not a 201."""
+    guarded = app_with(guarded_router, api[0])
+    sessions = api[0].state.sessionmaker
+
+    async def replacement() -> AsyncIterator[AsyncSession]:
+        async with sessions() as s:
+            try:
+                yield s
+            except BaseException:
+                await s.rollback()
+                raise
+            else:
+                await s.commit()
+
+    guarded.dependency_overrides[get_session] = replacement
+    email = unique_email("override")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://test") as client:
+        first = await client.post("/signup", json={"email": email, "name": "first"})
+        second = await client.post("/signup", json={"email": email, "name": "second"})
+    assert (first.status_code, second.status_code) == (201, 409)
+    assert await rows_with_email(app_engine, email) == 1
+
+
 # --- reading, posts, soft delete -------------------------------------------------------------
 
 
