@@ -186,3 +186,18 @@ def test_without_the_loop_hook_server_drivers_hit_a_different_loop(
     else:
         result.assert_outcomes(failed=1)
         assert any("attached to a different loop" in line for line in result.outlines), result.outlines[-30:]
+
+
+def test_sqlite_without_the_begin_hook_lets_commits_escape(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain aiosqlite engine (no configure_sqlite): the driver commits on its own, SAVEPOINTs do
+    not nest in the outer transaction, and rows written by one test are seen by the next."""
+    template = TEMPLATE.read_text()
+    assert template.count("eng = create_engine(settings)") == 1
+    plain = template.replace(
+        "eng = create_engine(settings)",
+        "from sqlalchemy.ext.asyncio import create_async_engine\n        eng = create_async_engine(settings.url)",
+    )
+    result = run_user_suite(pytester, monkeypatch, "sqlite+aiosqlite://", "sqlite", plain)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) >= 3, result.outlines[-20:]
+    assert any("FAILED test_users.py::test_nothing_left_at_the_end" in line for line in result.outlines)
