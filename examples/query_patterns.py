@@ -62,7 +62,12 @@ async def post_counts(session: AsyncSession) -> dict[str, int]:
 async def prolific_authors(session: AsyncSession, min_posts: int) -> dict[str, int]:
     """HAVING filters groups (after aggregation); WHERE filters rows (before)."""
     n = func.count(Post.id)
-    stmt = select(User.name, n).join(Post, Post.author_id == User.id).group_by(User.id, User.name).having(n >= min_posts)
+    stmt = (
+        select(User.name, n)
+        .join(Post, Post.author_id == User.id)
+        .group_by(User.id, User.name)
+        .having(n >= min_posts)
+    )
     return {name: count for name, count in (await session.execute(stmt)).all()}
 
 
@@ -252,7 +257,8 @@ async def main() -> None:
         async with sessionmaker() as session:
             check("join+filter", await titles_by(session, "Grace", T0 + timedelta(hours=2)), ["g2", "g3"])
             counts = await post_counts(session)
-            check("outer join", counts, {"Ada": 1, "Grace": 3, "Ken": 2, "Linus": 3, "Guido": 1, "Barbara": 0, "Edsger": 0})
+            want_counts = {"Ada": 1, "Grace": 3, "Ken": 2, "Linus": 3, "Guido": 1, "Barbara": 0, "Edsger": 0}
+            check("outer join", counts, want_counts)
             check("having", await prolific_authors(session, 2), {"Grace": 3, "Linus": 3, "Ken": 2})
             print(f"outer join counts zeros: {counts}; HAVING >= 2 keeps Grace, Linus, Ken")
 
@@ -275,13 +281,16 @@ async def main() -> None:
             names = {u.id: u.name for u in (await session.scalars(select(User))).all()}
             for post in latest:
                 by_author.setdefault(names[post.author_id], set()).add(post.title)
-            want_top2 = {"Ada": {"a1"}, "Grace": {"g2", "g3"}, "Linus": {"l1", "l2"}, "Guido": {"u1"}, "Ken": {"k1", "k2"}}
+            want_top2 = {
+                "Ada": {"a1"}, "Grace": {"g2", "g3"}, "Linus": {"l1", "l2"}, "Guido": {"u1"}, "Ken": {"k1", "k2"}
+            }
             check("top-2 per author", by_author, want_top2)
             print(f"top-2 per author via subquery: {dict(sorted((k, sorted(v)) for k, v in by_author.items()))}")
 
             check("cte", await top_authors(session), [("Grace", 3), ("Linus", 3)])
             chart = await org_chart(session, "ada@example.com")
-            check("recursive cte", chart, [("Ada", 0), ("Grace", 1), ("Ken", 1), ("Guido", 2), ("Linus", 2), ("Barbara", 3)])
+            want_chart = [("Ada", 0), ("Grace", 1), ("Ken", 1), ("Guido", 2), ("Linus", 2), ("Barbara", 3)]
+            check("recursive cte", chart, want_chart)
             print(f"recursive CTE under Ada: {chart}")
 
             # The database's ORDER BY is the reference: MariaDB's native UUID type (SQLAlchemy 2.1
