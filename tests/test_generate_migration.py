@@ -119,6 +119,7 @@ def test_lifecycle(user_db: str, backend: str, tmp_path: Path) -> None:
     assert result["operations"] == ["drop_column"]
     assert [w["rule"] for w in result["warnings"]] == ["drop_column"]
     assert isinstance(result["warnings"][0]["line"], int) and result["ok"] is False
+    assert Path(result["revision_file"]).is_file()  # --strict keeps the file for editing
     check.assert_no_password()
 
 
@@ -183,7 +184,8 @@ class SpShelf(Base):
     run = check(script("generate-migration", "shelves", cwd=project, url=url))
     assert run.out.startswith("created ") and "operations (" in run.out
     assert "[drop_table]" in run.out
-    path = revision_files(project)[-1]
+    path = project / run.out.splitlines()[0].removeprefix("created ")  # shown relative to the cwd
+    assert path in revision_files(project)
     text = path.read_text()
     body = text[: text.index("def downgrade() -> None:")] + "def downgrade() -> None:\n    pass\n"
     path.write_text(body)
