@@ -1,0 +1,59 @@
+"""Fixtures for tests/reliability: private PostgreSQL servers and PgBouncer.
+
+Tests that need their own server (stop/restart it, put PgBouncer in front of it) use
+``private_pg``: initdb + pg_ctl in a temporary directory on a free loopback port, never the shared
+server. Without the PostgreSQL binaries (or pgbouncer) they are skipped with the reason; with
+``REQUIRE_ALL_BACKENDS=1`` they fail instead. Tests on the shared servers use the suite's
+``backend`` / ``engine`` fixtures from tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from pgserver import PgBouncer, PrivatePostgres, missing_tools_reason  # noqa: E402
+
+# Same switch as tests/conftest.py (not imported: both files are modules named "conftest").
+REQUIRE_ALL = os.environ.get("REQUIRE_ALL_BACKENDS", "").strip() not in ("", "0", "false", "no")
+
+
+def require_tools(*, need_pgbouncer: bool = False) -> None:
+    reason = missing_tools_reason(need_pgbouncer=need_pgbouncer)
+    if reason:
+        if REQUIRE_ALL:
+            pytest.fail(f"REQUIRE_ALL_BACKENDS=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL shared by the tests that do not stop it (PgBouncer tests)."""
+    require_tools()
+    server = PrivatePostgres()
+    try:
+        server.init()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def bouncer(private_pg: PrivatePostgres) -> Iterator[PgBouncer]:
+    """A fresh PgBouncer per test (transaction mode, 2 server connections): no prepared statements
+    left on its server connections by an earlier test."""
+    require_tools(need_pgbouncer=True)
+    proxy = PgBouncer(private_pg, pool_mode="transaction", default_pool_size=2)
+    try:
+        proxy.start()
+        yield proxy
+    finally:
+        proxy.destroy()
