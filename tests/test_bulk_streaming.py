@@ -245,6 +245,8 @@ async def test_execute_and_scalars_refuse_yield_per(session: AsyncSession) -> No
         await session.execute(stmt)
     with pytest.raises(AsyncMethodRequired):
         await session.scalars(stmt)
+    with pytest.raises(AsyncMethodRequired):  # asking for the server-side cursor directly: same
+        await session.execute(select(st.StreamEvent).execution_options(stream_results=True))
 
 
 async def test_query_on_same_session_during_stream(session: AsyncSession) -> None:
