@@ -190,6 +190,7 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
         "summary": summary(findings),
         "processes": analysis["processes"],
         "explain": bool(args.explain),
+        "explained_shapes": analysis["explained"],
         "threshold": args.threshold,
         "command_exit_code": code,
         "instrumentation_errors": dict(list(errors.items())[:20]),

@@ -135,7 +135,8 @@ def analyse(records: list[dict[str, Any]], *, threshold: int, slow_ms: float | N
                         f'Index("ix_{table}_{column}", "{column}") in __table_args__ of {model} (or mapped_column(..., index=True)), then a migration',
                         sql=sql, table=table, column=column, plan=(ex.get("plan") or [])[:5],
                     )
-    return {"statements": statements, "findings": findings, "processes": len(records)}
+    explained = sum(len(r.get("explains") or []) for r in records)
+    return {"statements": statements, "findings": findings, "processes": len(records), "explained": explained}
 
 
 def _agg_index(record: dict[str, Any]) -> dict[str, dict[str, Any]]:

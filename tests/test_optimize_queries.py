@@ -1,0 +1,338 @@
+"""scripts/optimize-queries.sh: the corpus (tests/corpus/*.py) in both modes on every backend, and
+the script contract (exit codes, untouched command output, no secrets, subprocesses, paths).
+
+Corpus labels: a header ``# expect-runtime: rule, rule`` / ``# expect-static: ...`` (optionally
+``# expect-runtime[mysql]: ...`` for one backend), and on the line each finding must point at, a
+comment ``# runtime: rule ...  static: rule ...``. The reported rule set must equal the header's
+(so clean apps, with empty headers, must get no finding), and every marked line must be reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "optimize-queries.sh"
+CORPUS = ROOT / "tests" / "corpus"
+APPS = sorted(p for p in CORPUS.glob("*.py") if not p.name.startswith((".", "_")))
+TIMEOUT = 180
+
+sys.path.insert(0, str(ROOT / "scripts" / "sqlprobe"))
+from runtime_rules import RUNTIME_RULES  # noqa: E402
+from static_rules import STATIC_RULES  # noqa: E402
+
+HEADER = re.compile(r"^# expect-(runtime|static)(?:\[(\w+)\])?:(.*)$")
+MARK = re.compile(r"\b(runtime|static):\s*([\w, ]+?)(?=\s+(?:runtime|static):|\s*$)")
+
+
+def rules_of(text: str) -> set[str]:
+    return {r.strip() for r in text.split(",") if r.strip()}
+
+
+def expectations(path: Path) -> dict[str, Any]:
+    """{"runtime": {backend|None: set}, "static": set, "lines": {(mode, rule): {line, ...}}}"""
+    out: dict[str, Any] = {"runtime": {}, "static": set(), "lines": {}}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        m = HEADER.match(line)
+        if m:
+            mode, backend, rules = m.groups()
+            if mode == "runtime":
+                out["runtime"][backend] = rules_of(rules)
+            else:
+                out["static"] = rules_of(rules)
+            continue
+        if "#" in line and not line.lstrip().startswith("#"):
+            for mode, rules in MARK.findall(line[line.index("#") :]):
+                for rule in rules_of(rules):
+                    out["lines"].setdefault((mode, rule), set()).add(number)
+    return out
+
+
+def expected_runtime(exp: dict[str, Any], backend: str) -> set[str]:
+    return exp["runtime"].get(backend, exp["runtime"].get(None, set()))
+
+
+def run_tool(args: list[str], *, url: str | None = None, cwd: Path = ROOT, env_extra: dict[str, str] | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("DATABASE_URL", None)
+    env["PYTHON"] = sys.executable
+    if url:
+        env["DATABASE_URL"] = url
+    env.update(env_extra or {})
+    return subprocess.run(["bash", str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def last_json(stderr: str) -> dict[str, Any]:
+    line = [ln for ln in stderr.strip().splitlines() if ln.startswith("{")][-1]
+    return json.loads(line)
+
+
+def url_for(backend: str, server_url: str) -> str | None:
+    return None if backend == "sqlite" else server_url
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def test_corpus_inventory() -> None:
+    """>= 10 apps with known problems, >= 4 clean ones, and every rule is exercised by some app."""
+    exps = {p.stem: expectations(p) for p in APPS}
+    bad = [n for n, e in exps.items() if e["static"] or any(e["runtime"].values())]
+    clean = [n for n, e in exps.items() if n not in bad]
+    assert len(bad) >= 10, bad
+    assert len(clean) >= 4, clean
+    runtime_covered = set().union(*(e["runtime"].get(None, set()) for e in exps.values()))
+    static_covered = set().union(*(e["static"] for e in exps.values()))
+    assert runtime_covered == set(RUNTIME_RULES), set(RUNTIME_RULES) - runtime_covered
+    assert static_covered == set(STATIC_RULES), set(STATIC_RULES) - static_covered
+    for name, e in exps.items():
+        for (mode, rule), lines in e["lines"].items():
+            declared = e["static"] if mode == "static" else e["runtime"].get(None, set())
+            assert rule in declared, f"{name}: line {sorted(lines)} marks {mode} {rule}, not in its header"
+
+
+@pytest.mark.parametrize("app", APPS, ids=[p.stem for p in APPS])
+def test_corpus_runtime(app: Path, backend: str, server_url: str, tmp_path: Path) -> None:
+    exp = expectations(app)
+    report_file = tmp_path / "report.json"
+    proc = run_tool(["--explain", "--report", str(report_file), "--", sys.executable, str(app)], url=url_for(backend, server_url))
+    assert f"{app.stem}: ok" in proc.stdout, f"the app itself failed:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    report = json.loads(report_file.read_text())
+    assert report["statements"] > 0 and report["processes"] == 1
+    assert report["instrumentation_errors"] == {}, report["instrumentation_errors"]
+    found = {f["rule"] for f in report["findings"]}
+    wanted = expected_runtime(exp, backend)
+    assert found == wanted, f"{app.stem} on {backend}: expected {sorted(wanted)}, got {json.dumps(report['findings'], indent=1)}"
+    assert proc.returncode == (1 if wanted else 0), proc.stderr[-3000:]
+    for (mode, rule), lines in exp["lines"].items():
+        if mode == "runtime" and rule in wanted:
+            reported = {f["line"] for f in report["findings"] if f["rule"] == rule and f["file"] == f"tests/corpus/{app.name}"}
+            assert lines <= reported, f"{rule}: expected at lines {sorted(lines)}, reported at {sorted(reported)}"
+    for f in report["findings"]:
+        assert set(f) >= {"rule", "severity", "file", "line", "message", "fix"}
+        assert f["severity"] in ("error", "warning", "info") and f["fix"]
+    if wanted & {"missing_index", "unindexed_foreign_key"}:
+        assert report["explained_shapes"] > 0
+
+
+@pytest.mark.parametrize("app", APPS, ids=[p.stem for p in APPS])
+def test_corpus_static(app: Path) -> None:
+    exp = expectations(app)
+    proc = run_tool(["--static", str(app.relative_to(ROOT)), "--json"])
+    result = json.loads(proc.stdout)
+    found = {f["rule"] for f in result["findings"]}
+    assert found == exp["static"], json.dumps(result["findings"], indent=1)
+    assert proc.returncode == (1 if exp["static"] else 0)
+    for (mode, rule), lines in exp["lines"].items():
+        if mode == "static":
+            reported = {f["line"] for f in result["findings"] if f["rule"] == rule}
+            assert lines <= reported, f"{rule}: expected at lines {sorted(lines)}, reported at {sorted(reported)}"
+
+
+def test_static_whole_corpus_matches_per_file() -> None:
+    """One run over the folder reports exactly what the per-file runs report, sorted by severity."""
+    proc = run_tool(["--static", "tests/corpus", "--json"])
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 1 and result["files"] == len(APPS)
+    got = sorted((f["file"], f["rule"]) for f in result["findings"])
+    want = sorted((f"tests/corpus/{p.name}", r) for p in APPS for r in expectations(p)["static"])
+    assert got == want
+    ranks = [{"error": 0, "warning": 1, "info": 2}[f["severity"]] for f in result["findings"]]
+    assert ranks == sorted(ranks)
+
+
+def test_plan_checks_need_explain(backend: str, server_url: str) -> None:
+    """Without --explain no EXPLAIN/catalog query runs: missing_index is not reported, N+1 still is."""
+    proc = run_tool(["--json", "--", sys.executable, str(CORPUS / "missing_index_filter.py")], url=url_for(backend, server_url))
+    report = last_json(proc.stderr)
+    assert proc.returncode == 0 and report["findings"] == [] and report["explained_shapes"] == 0
+    proc = run_tool(["--json", "--", sys.executable, str(CORPUS / "nplus1_query_in_loop.py")], url=url_for(backend, server_url))
+    assert proc.returncode == 1 and {f["rule"] for f in last_json(proc.stderr)["findings"]} == {"n_plus_one"}
+
+
+def test_threshold_option(backend: str, server_url: str) -> None:
+    """The N+1 app repeats its query 6 times: --threshold 7 is quiet, the default 5 is not."""
+    app = str(CORPUS / "nplus1_query_in_loop.py")
+    quiet = run_tool(["--threshold", "7", "--json", "--", sys.executable, app], url=url_for(backend, server_url))
+    assert quiet.returncode == 0 and last_json(quiet.stderr)["findings"] == []
+
+
+# --------------------------------------------------------------------------- contract
+
+
+def test_help_and_usage_errors() -> None:
+    helped = run_tool(["--help"])
+    assert helped.returncode == 0 and "exit codes" in helped.stdout and "example" in helped.stdout
+    for args in ([], ["--bogus"], ["--threshold", "1", "--", "true"], ["--static"], ["--static", "no/such/dir"], ["--", "no-such-command-xyz"]):
+        proc = run_tool([*args, "--json"] if "--" not in args else args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "error:" in proc.stderr
+    bad = run_tool(["--static", "no/such/dir", "--json"])
+    payload = json.loads(bad.stdout)
+    assert payload["ok"] is False and payload["exit_code"] == 2 and len(bad.stdout.strip().splitlines()) == 1
+
+
+def test_command_output_and_exit_status_untouched(tmp_path: Path) -> None:
+    script = tmp_path / "prog.py"
+    script.write_text("import sys\nsys.stdout.write('out \\u00e9 1\\nno newline')\nsys.stderr.write('err line\\n')\nsys.exit(7)\n")
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    wrapped = run_tool(["--", sys.executable, str(script)])
+    assert wrapped.returncode == 7 == plain.returncode
+    assert wrapped.stdout == plain.stdout
+    assert wrapped.stderr.startswith(plain.stderr)
+    app = CORPUS / "nplus1_lazy_load.py"
+    plain_app = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    wrapped_app = run_tool(["--", sys.executable, str(app)])
+    assert wrapped_app.stdout == plain_app.stdout and wrapped_app.returncode == 1
+
+
+def test_no_instrumented_process_is_an_environment_problem() -> None:
+    proc = run_tool(["--", "bash", "-c", "echo hi"])
+    assert proc.returncode == 3 and proc.stdout == "hi\n" and "no instrumented Python process" in proc.stderr
+
+
+WORKLOAD = textwrap.dedent(
+    """
+    import asyncio, os, subprocess, sys
+    sys.path.insert(0, {root!r})
+    from sqlalchemy import text
+    from templates.scratch import scratch_engine
+
+    SECRET = "tok-" + "Zq81xx"  # built at run time: appears in parameters, never in the report
+
+    async def main(n):
+        async with scratch_engine() as engine:
+            async with engine.connect() as conn:
+                for i in range(n):
+                    await conn.execute(text("SELECT :a AS a, :b AS b"), {{"a": SECRET + str(i), "b": i}})
+                for i in range(n):
+                    await conn.execute(text(f"SELECT '{{SECRET}}-{{i}}' AS c"))
+        print("workload ok", os.getpid())
+
+    if __name__ == "__main__":
+        asyncio.run(main(6))
+        if len(sys.argv) > 1 and sys.argv[1] == "spawn":
+            for _ in range(2):
+                subprocess.run([sys.executable, __file__], check=True)
+    """
+)
+
+
+def test_secrets_never_reported_and_subprocesses_counted(tmp_path: Path) -> None:
+    folder = tmp_path / "dir with space"
+    folder.mkdir()
+    (folder / "work load.py").write_text(WORKLOAD.format(root=str(ROOT)))
+    report = folder / "report file.json"
+    proc = run_tool(["--report", str(report), "--", sys.executable, "dir with space/work load.py", "spawn"], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.count("workload ok") == 3
+    data = json.loads(report.read_text())
+    assert data["processes"] == 3
+    findings = [f for f in data["findings"] if f["rule"] == "n_plus_one"]
+    assert len(findings) == 6 and {f["file"] for f in findings} == {"dir with space/work load.py"}
+    everything = proc.stdout + proc.stderr + report.read_text()
+    assert "Zq81xx" not in everything
+
+
+def test_existing_sitecustomize_still_runs(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    marker = tmp_path / "marker.txt"
+    (theirs / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    proc = run_tool(["--", sys.executable, str(CORPUS / "nplus1_lazy_load.py")], env_extra={"PYTHONPATH": str(theirs)})
+    assert marker.read_text() == "ran"
+    assert proc.returncode == 1 and "n_plus_one" in proc.stderr
+
+
+def test_pytest_as_the_command(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_app.py").write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio, runpy, sys
+            sys.path.insert(0, {str(ROOT)!r})
+
+            def test_app():
+                module = runpy.run_path({str(CORPUS / 'nplus1_query_in_loop.py')!r})
+                asyncio.run(module["main"]())
+            """
+        )
+    )
+    proc = run_tool(["--json", "--", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_app.py"], cwd=tmp_path)
+    assert "1 passed" in proc.stdout
+    report = last_json(proc.stderr)
+    assert proc.returncode == 1 and [f["rule"] for f in report["findings"]] == ["n_plus_one"]
+
+
+AUTOCOMMIT_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    from sqlalchemy import text
+    from templates.scratch import scratch_engine
+
+    async def main():
+        async with scratch_engine() as engine:
+            async with engine.begin() as conn:
+                await conn.execute(text("CREATE TABLE ac_items (id INTEGER PRIMARY KEY, tag VARCHAR(10))"))
+                await conn.execute(text("INSERT INTO ac_items (id, tag) VALUES (1, 'x'), (2, 'y')"))
+            auto = await engine.connect()
+            await auto.execution_options(isolation_level="AUTOCOMMIT")
+            got = await auto.scalar(text("SELECT id FROM ac_items WHERE tag = :t"), {{"t": "y"}})
+            await auto.close()
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO ac_items (id, tag) VALUES (3, 'z')"))
+                seen = await conn.scalar(text("SELECT count(*) FROM ac_items WHERE tag = :t"), {{"t": "z"}})
+                await conn.rollback()
+            async with engine.connect() as conn:
+                left = await conn.scalar(text("SELECT count(*) FROM ac_items"))
+            assert (got, seen, left) == (2, 1, 2), (got, seen, left)
+        print("autocommit ok")
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_explain_leaves_transactions_alone(tmp_path: Path, backend: str, server_url: str) -> None:
+    """EXPLAIN runs inside the user's connection: a rolled-back transaction stays rolled back, an
+    AUTOCOMMIT connection keeps working (PostgreSQL skips the plan there instead of failing)."""
+    app = tmp_path / "autocommit_app.py"
+    app.write_text(AUTOCOMMIT_APP.format(root=str(ROOT)))
+    proc = run_tool(["--explain", "--json", "--", sys.executable, str(app)], url=url_for(backend, server_url))
+    assert "autocommit ok" in proc.stdout, proc.stderr[-3000:]
+    report = last_json(proc.stderr)
+    assert {f["rule"] for f in report["findings"]} == {"missing_index"}
+    assert proc.returncode == 1
+
+
+def test_static_suppression_and_clean_exit(tmp_path: Path) -> None:
+    src = tmp_path / "svc.py"
+    src.write_text(
+        textwrap.dedent(
+            """
+            async def load(session, ids):
+                out = []
+                for i in ids:
+                    out.append(await session.get(object, i))  # optimize-queries: ignore[query_in_loop]
+                for i in ids:
+                    out.append(await session.get(object, i))  # optimize-queries: ignore[text_with_fstring]
+                for i in ids:
+                    out.append(await session.get(object, i))
+                return out
+            """
+        )
+    )
+    result = json.loads(run_tool(["--static", str(src), "--json"]).stdout)
+    assert [(f["rule"], f["line"]) for f in result["findings"]] == [("query_in_loop", 7), ("query_in_loop", 9)]
+    clean = run_tool(["--static", str(CORPUS / "clean_eager_loading.py")])
+    assert clean.returncode == 0 and "0 finding(s)" in clean.stdout
