@@ -402,12 +402,22 @@ def review_revision(path: str | Path, dialect: str) -> Review:
                 dropped = re.search(rf"DROP\s+TYPE\s+(IF\s+EXISTS\s+)?\"?{re.escape(name)}\b", downgrade_text, re.I) or (
                     re.search(rf"name=['\"]{re.escape(name)}['\"]\)\.drop\(", downgrade_text)
                 )
-                if o.op == "alter_column" or not dropped:
+                created = re.search(rf"name=['\"]{re.escape(name)}['\"]\)\.create\(", ast.unparse(funcs["upgrade"]))
+                drop_hint = (f"the downgrade must drop it (sa.Enum(name={name!r}).drop(op.get_bind(), checkfirst=True)) "
+                             "or the next upgrade fails with 'type already exists'")
+                if o.op == "add_column" and not created:
                     warnings.append(Finding(
                         "enum_change",
-                        f"PostgreSQL enum type {name!r} is created/altered by {o.describe()}; the downgrade must drop it "
-                        f"(sa.Enum(name={name!r}).drop(op.get_bind(), checkfirst=True)) or the next upgrade fails with "
-                        "'type already exists'; new enum values need ALTER TYPE, which autogenerate does not write",
+                        f"{o.describe()} uses PostgreSQL enum type {name!r}, and add_column does not create it (the "
+                        f"upgrade fails: type does not exist): call sa.Enum(<values>, name={name!r}).create(op.get_bind(), "
+                        f"checkfirst=True) before it; {drop_hint}",
+                        o.line,
+                    ))
+                elif o.op == "alter_column" or not dropped:
+                    warnings.append(Finding(
+                        "enum_change",
+                        f"PostgreSQL enum type {name!r} is created/altered by {o.describe()}; {drop_hint}; new enum "
+                        "values need ALTER TYPE ... ADD VALUE, which autogenerate does not write",
                         o.line,
                     ))
     if ups and body_is_empty(funcs.get("downgrade")):

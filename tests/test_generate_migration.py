@@ -213,3 +213,22 @@ def test_unreachable_database_fails_cleanly(backend: str, tmp_path: Path) -> Non
     assert json_run.json["exit_code"] == 1 and json_run.json["revision_file"] is None
     assert revision_files(project) == []
     check.assert_no_password()
+
+
+def test_enum_column_on_postgresql(user_db: str, backend: str, tmp_path: Path) -> None:
+    """op.add_column with a new Enum does not CREATE TYPE on PostgreSQL: flagged, and --roundtrip shows it fail."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL named enum types only")
+    check, project, url = Outputs(), make_project(tmp_path), user_db
+    initial_revision(project, url, check)
+    edit_models(project, "=from sqlalchemy import ForeignKey, String",
+                'import enum\n\nfrom sqlalchemy import Enum, ForeignKey, String\n\n\nclass SpKind(enum.Enum):\n'
+                '    paper = "paper"\n    ebook = "ebook"\n')
+    edit_models(project, "book columns", '    kind: Mapped[SpKind | None] = mapped_column(Enum(SpKind, name="sp_kind"))')
+    run = check(script("generate-migration", "book kind", "--json", "--roundtrip", cwd=project, url=url), expected=1)
+    result = run.json
+    assert result["operations"] == ["add_column"]
+    assert [w["rule"] for w in result["warnings"]] == ["enum_change"]
+    assert "does not create it" in result["warnings"][0]["message"]
+    assert result["roundtrip"]["failed_step"] == "upgrade head" and "does not exist" in result["roundtrip"]["error"]
+    check.assert_no_password()
