@@ -12,9 +12,11 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, insert, select
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio.exc import AsyncMethodRequired
@@ -23,7 +25,7 @@ from examples import bulk_operations as bo
 from examples import streaming as st
 from templates.base_model import Base
 from templates.query_counter import count_queries
-from templates.session_manager import create_sessionmaker
+from templates.session_manager import DatabaseSettings, create_engine, create_sessionmaker
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +286,25 @@ async def test_early_stop_with_aclosing_releases_the_cursor(session: AsyncSessio
         # the cursor is closed: the session runs the next query normally
         assert await session.scalar(select(func.count()).where(st.StreamEvent.kind == kind)) == 3000
     assert not [w for w in caught if "unbuffered" in str(w.message)]
+
+
+async def test_upsert_with_a_mariadb_url(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
+    """``mariadb+aiomysql://`` names the dialect "mariadb" (``mysql+aiomysql://`` says "mysql")."""
+    if backend != "mysql":
+        pytest.skip("needs the MariaDB server")
+    url, connect_args = db_url
+    mariadb_url = url.set(drivername="mariadb+aiomysql").render_as_string(hide_password=False)
+    engine = create_engine(DatabaseSettings(url=mariadb_url, connect_args=connect_args))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        assert engine.dialect.name == "mariadb"
+        async with create_sessionmaker(engine)() as session:
+            p = prefix()
+            await bo.upsert_products(session, bo.products(p, 3, qty=1), ["qty"])
+            await bo.upsert_products(session, bo.products(p, 4, qty=2), ["qty"])
+            qtys = await session.scalars(select(bo.BulkProduct.qty).where(bo.BulkProduct.sku.startswith(p)))
+            assert sorted(qtys) == [2, 2, 2, 2]
+            await session.rollback()
+    finally:
+        await engine.dispose()
