@@ -9,7 +9,8 @@ Copy into your project (e.g. ``app/db/session_manager.py``). It gives you:
 - ``lifespan`` / ``create_lifespan(settings)``: creates the engine at startup, disposes it at shutdown.
 - ``SessionDep``: a request-scoped ``AsyncSession`` that commits **before** the response is sent
   (``Depends(..., scope="function")``), so a failed commit becomes an HTTP error, not a lost write.
-- ``install_error_handlers(app)``: IntegrityError -> 409, pool timeout / lost connection -> 503.
+- ``install_error_handlers(app)``: IntegrityError -> 409; pool timeout, unreachable/restarting server or
+  lost connection -> 503 with Retry-After (``is_database_unavailable``).
 - ``health_router``: ``GET /health`` runs ``SELECT 1``.
 """
 
@@ -190,8 +191,51 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
+# "Not reachable right now" from the server: SQLSTATE class 08 (connection exception), 57P01
+# admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now ("the database system is
+# starting up / shutting down"); see "PostgreSQL Error Codes".
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# MySQL/MariaDB: 1040 too many connections, 1053 server shutdown in progress, 2002/2003 can't
+# connect, 2006 server has gone away, 2013 lost connection during query.
+UNAVAILABLE_MYSQL_ERRORS = frozenset({1040, 1053, 2002, 2003, 2006, 2013})
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database could not be reached or dropped the connection.
+
+    Covers what a server restart produces (tests/reliability/test_server_restart.py): asyncpg
+    raises a refused or lost connection unwrapped (``ConnectionRefusedError``, ``ConnectionError:
+    unexpected connection_lost() call``), SQLAlchemy 2.0 also lets asyncpg's
+    ``CannotConnectNowError`` through; the others arrive as ``DBAPIError`` whose
+    ``connection_invalidated`` is often False for a failed connect.
+    """
+    if isinstance(exc, PoolTimeoutError | ConnectionError):
+        return True
+    orig: BaseException | None = exc
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+    if orig is None:
+        return False
+    if isinstance(orig, ConnectionError):
+        return True
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in UNAVAILABLE_MYSQL_ERRORS
+    # psycopg: a failed connection attempt ("connection failed: ... Connection refused") has no SQLSTATE.
+    return type(orig).__module__.startswith("psycopg") and type(orig).__name__ == "OperationalError"
+
+
 def install_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
-    """Map database errors to HTTP answers instead of a 500 with a traceback."""
+    """Map database errors to HTTP answers instead of a 500 with a traceback.
+
+    IntegrityError -> 409; pool timeout, unreachable or restarting server, lost connection -> 503
+    with ``Retry-After`` (``is_database_unavailable``); other database errors stay 500.
+    """
 
     async def conflict(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": "conflict with existing data"}, status_code=409)
@@ -204,13 +248,21 @@ def install_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> Non
         )
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        if is_database_unavailable(exc):
             return await unavailable(request, exc)
         raise exc
 
     app.add_exception_handler(IntegrityError, conflict)
     app.add_exception_handler(PoolTimeoutError, unavailable)
     app.add_exception_handler(DBAPIError, database_error)
+    # asyncpg's refused / lost connections are not wrapped by SQLAlchemy (2.0 and 2.1).
+    app.add_exception_handler(ConnectionError, unavailable)
+    try:
+        from asyncpg import PostgresError as AsyncpgPostgresError
+    except ImportError:  # not using asyncpg
+        pass
+    else:  # SQLAlchemy 2.0 raises some asyncpg connect errors unwrapped (57P03 while restarting)
+        app.add_exception_handler(AsyncpgPostgresError, database_error)
 
 
 health_router = APIRouter()

@@ -46,6 +46,18 @@ def private_pg() -> Iterator[PrivatePostgres]:
         server.destroy()
 
 
+@pytest.fixture(scope="module")
+def own_pg() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL for one test module, which may stop and restart it."""
+    require_tools()
+    server = PrivatePostgres()
+    try:
+        server.init()
+        yield server
+    finally:
+        server.destroy()
+
+
 @pytest.fixture
 def bouncer(private_pg: PrivatePostgres) -> Iterator[PgBouncer]:
     """A fresh PgBouncer per test (transaction mode, 2 server connections): no prepared statements

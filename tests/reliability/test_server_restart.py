@@ -1,0 +1,199 @@
+"""Server restart under load: examples/fastapi_app.py on a private PostgreSQL that is stopped
+(``pg_ctl stop -m fast``) and started again while 8 clients keep sending requests.
+
+Proven here:
+- while the server is down every request is answered at once with 503 + ``Retry-After`` (never a
+  500, never a hang), whichever way the failure surfaced (refused connect, terminated session);
+- after ``pg_ctl start`` returns, the app answers again within 5 s (measured: the first request
+  usually succeeds), then every request succeeds: ``pool_pre_ping`` replaced the dead pooled
+  connections without the app doing anything;
+- every write answered 201 before the restart is still there afterwards;
+- without ``pool_pre_ping`` the pooled connections that died with the server fail their next
+  statement: the counter-proof for the template's default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from examples.fastapi_app import create_app
+from examples.user_model import User
+from pgserver import PrivatePostgres
+from templates.session_manager import DatabaseSettings, create_engine, is_database_unavailable
+
+CLIENTS = 8
+REQUEST_TIMEOUT = 10.0  # a request that takes longer counts as a hang
+RECOVERY_LIMIT = 5.0
+
+
+@pytest.fixture(scope="module")
+def restart_pg(own_pg: PrivatePostgres) -> PrivatePostgres:
+    return own_pg
+
+
+class Load:
+    """CLIENTS loops of POST /users + GET /users/{id}, each response recorded with the phase."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.phase = "before"
+        self.results: list[tuple[str, str, int, str]] = []
+        self.created: list[str] = []
+        self.stop = asyncio.Event()
+
+    async def request(self, method: str, path: str, **kw: object) -> httpx.Response | None:
+        phase = self.phase
+        try:
+            response = await asyncio.wait_for(self.client.request(method, path, **kw), REQUEST_TIMEOUT)  # type: ignore[arg-type]
+        except asyncio.TimeoutError:
+            self.results.append((phase, method, -1, "hang"))
+            return None
+        except Exception as exc:  # an exception escaping the app = what a client sees as a 500
+            self.results.append((phase, method, 500, f"{type(exc).__module__}.{type(exc).__name__}: {exc}"[:300]))
+            return None
+        detail = response.headers.get("retry-after", "") if response.status_code == 503 else ""
+        self.results.append((self.phase if self.phase == phase else f"{phase}>{self.phase}", method,
+                             response.status_code, detail))
+        return response
+
+    async def client_loop(self, n: int) -> None:
+        i = 0
+        while not self.stop.is_set() and i < 2000:
+            i += 1
+            response = await self.request("POST", "/users", json={"email": f"c{n}-{i}@restart.test", "name": "R"})
+            if response is not None and response.status_code == 201:
+                user_id = response.json()["id"]
+                self.created.append(user_id)
+                await self.request("GET", f"/users/{user_id}")
+            await asyncio.sleep(0.02)
+
+    def statuses(self, phase: str) -> Counter[int]:
+        return Counter(status for p, _, status, _ in self.results if p == phase)
+
+
+async def test_app_recovers_within_5s_after_restart_under_load(restart_pg: PrivatePostgres) -> None:
+    app = create_app(DatabaseSettings(url=restart_pg.url("asyncpg"), pool_size=4, max_overflow=4, pool_timeout=5))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            load = Load(client)
+            tasks = [asyncio.create_task(load.client_loop(n)) for n in range(CLIENTS)]
+            try:
+                await asyncio.sleep(0.5)
+                load.phase = "stopping"
+                await asyncio.to_thread(restart_pg.stop, "fast")
+                load.phase = "down"
+                await asyncio.sleep(1.0)
+                load.phase = "starting"
+                await asyncio.to_thread(restart_pg.start)
+                back = time.monotonic()
+                load.phase = "up"
+                # Bounded poll: the first answer from the database after the server is back.
+                recovered_after = None
+                for _ in range(100):
+                    response = await load.request("GET", "/users?limit=1")
+                    if response is not None and response.status_code == 200:
+                        recovered_after = time.monotonic() - back
+                        break
+                    if time.monotonic() - back > RECOVERY_LIMIT:
+                        break
+                    await asyncio.sleep(0.05)
+                load.phase = "recovered"
+                await asyncio.sleep(0.5)
+            finally:
+                load.stop.set()
+                await asyncio.gather(*tasks)
+
+            before, down, recovered = load.statuses("before"), load.statuses("down"), load.statuses("recovered")
+            print(f"\nbefore {dict(before)} down {dict(down)} up {dict(load.statuses('up'))} "
+                  f"recovered {dict(recovered)} recovered_after={recovered_after}")
+            failures = [r for r in load.results if r[2] in (500, -1)]
+            assert not failures, sorted({(p, d) for p, _, _, d in failures})  # no 500, no hang, in any phase
+            assert set(before) <= {200, 201} and before[201] >= CLIENTS, before
+            assert down and set(down) == {503}, down  # every request while down: 503 ...
+            assert all(d == "1" for p, _, s, d in load.results if s == 503), "503 without Retry-After"  # ... + Retry-After
+            assert recovered_after is not None and recovered_after <= RECOVERY_LIMIT, recovered_after
+            assert set(recovered) <= {200, 201} and recovered[201] >= CLIENTS, recovered  # all good again
+
+            # Nothing acknowledged was lost.
+            async with app.state.engine.connect() as conn:
+                ids = [uuid.UUID(i) for i in load.created]
+                stored = await conn.scalar(select(func.count()).select_from(User).where(User.id.in_(ids)))
+            assert stored == len(ids), (stored, len(ids))
+
+
+async def run_on_pooled_connections(engine, n: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Run SELECT 1 on n connections held at once (all n pooled ones); return the errors."""
+    errors: list[str] = []
+    conns = []
+    try:
+        for _ in range(n):
+            conns.append(await engine.connect())
+        for conn in conns:
+            try:
+                await conn.execute(text("SELECT 1"))
+            except DBAPIError as exc:
+                errors.append(f"{type(exc.orig).__name__}: {str(exc.orig).splitlines()[0]}")
+    finally:
+        for conn in conns:
+            await conn.close()
+    return errors
+
+
+@pytest.mark.parametrize("pre_ping", [True, False])
+async def test_pool_pre_ping_replaces_connections_that_died_with_the_server(
+    restart_pg: PrivatePostgres, pre_ping: bool
+) -> None:
+    engine = create_engine(DatabaseSettings(url=restart_pg.url("asyncpg"), pool_size=4, max_overflow=0),
+                           pool_pre_ping=pre_ping)
+    try:
+        assert await run_on_pooled_connections(engine, 4) == []  # 4 connections now pooled
+        await asyncio.to_thread(restart_pg.stop, "fast")
+        await asyncio.to_thread(restart_pg.start)
+        errors = await run_on_pooled_connections(engine, 4)
+        if pre_ping:
+            assert errors == []
+        else:
+            # Each dead connection fails once; SQLAlchemy then invalidates it (and the pool).
+            assert errors and all("connection" in e.lower() for e in errors), errors
+            print(f"\nwithout pre_ping: {errors[0]}")
+            assert await run_on_pooled_connections(engine, 4) == []
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+asyncpg://postgres@127.0.0.1:{port}/x", "postgresql+psycopg://postgres@127.0.0.1:{port}/x",
+     "mysql+aiomysql://root@127.0.0.1:{port}/x"],
+)
+async def test_refused_connections_are_classified_unavailable_for_every_driver(url: str) -> None:
+    from pgserver import free_port
+
+    engine = create_engine(DatabaseSettings(url=url.format(port=free_port())))  # nothing listens there
+    try:
+        with pytest.raises(Exception) as caught:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        assert is_database_unavailable(caught.value), repr(caught.value)
+    finally:
+        await engine.dispose()
+
+
+async def test_ordinary_database_errors_are_not_unavailable(restart_pg: PrivatePostgres) -> None:
+    engine = create_engine(DatabaseSettings(url=restart_pg.url("asyncpg")))
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as syntax:
+                await conn.execute(text("SELEC 1"))
+        assert not is_database_unavailable(syntax.value)
+    finally:
+        await engine.dispose()
