@@ -66,6 +66,10 @@ async def test_subqueries_and_exists(session: AsyncSession) -> None:
     assert await qp.authors_with_tag(session, "python") == ["Grace", "Guido"]  # g1 has both tags: once
     assert await qp.authors_with_tag(session, "rust") == []
     assert await qp.users_without_posts(session) == ["Barbara", "Edsger"]
+    # the relationship shortcut renders the same EXISTS
+    via_any = select(User.name).where(User.posts.any(Post.title == "g1"))
+    assert "EXISTS" in str(via_any)
+    assert list(await session.scalars(via_any)) == ["Grace"]
 
 
 async def test_window_function_in_where_is_rejected(session: AsyncSession) -> None:
