@@ -28,12 +28,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import sqlalchemy  # noqa: E402
-from sqlalchemy import ForeignKey, String, func, inspect, literal, select, text  # noqa: E402
+from sqlalchemy import ForeignKey, Integer, String, bindparam, func, inspect, literal, select, text  # noqa: E402
 from sqlalchemy.engine import URL  # noqa: E402
 from sqlalchemy.exc import (  # noqa: E402
     ArgumentError,
+    DBAPIError,
+    IntegrityError,
     InvalidRequestError,
     MissingGreenlet,
+    PendingRollbackError,
     SAWarning,
     StatementError,
 )
@@ -91,6 +94,13 @@ def engine_in(db_url: tuple[URL, dict[str, Any]], **settings: Any) -> AsyncEngin
     )
 
 
+def drop_unawaited_coroutines() -> None:
+    """Collect the driver coroutines the wrong code left un-awaited, with their warning silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gc.collect()
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.urandom(4).hex()}"
 
@@ -122,6 +132,7 @@ async def test_missing_greenlet_expired_attribute_after_commit(tables: AsyncEngi
         await session.commit()  # expires every attribute of `user`
         with pytest.raises(MissingGreenlet, match=MISSING_GREENLET):
             print(user.name)  # implicit refresh = I/O outside await
+        drop_unawaited_coroutines()
 
     # fix 1: expire_on_commit=False (templates.session_manager.create_sessionmaker)
     async with create_sessionmaker(tables)() as session:
@@ -156,7 +167,7 @@ async def test_missing_greenlet_lazy_load_of_relationship(tables: AsyncEngine) -
         # ("(sqlalchemy.exc.MissingGreenlet) greenlet_spawn ...", with .orig = the MissingGreenlet)
         if isinstance(err.value, StatementError):
             assert isinstance(err.value.orig, MissingGreenlet)
-        print(f"{tables.dialect.name}: lazy load raised {type(err.value).__name__}")
+        drop_unawaited_coroutines()
 
     async with sessionmaker() as session:
         # fix 1: eager-load in the query
@@ -217,6 +228,82 @@ async def test_detached_instance_error(tables: AsyncEngine) -> None:
 
     async with create_sessionmaker(tables)() as session, session.begin():
         await session.delete(await session.merge(user))
+
+
+# --- session state errors -------------------------------------------------------------------
+
+
+async def test_pending_rollback_after_failed_flush(tables: AsyncEngine) -> None:
+    email = unique("pr") + "@example.com"
+    sessionmaker = create_sessionmaker(tables)
+    async with sessionmaker() as session, session.begin():
+        session.add(User(email=email, name="first"))
+
+    async with sessionmaker() as session:
+        session.add(User(email=email, name="duplicate"))
+        with pytest.raises(IntegrityError):
+            await session.commit()
+        with pytest.raises(PendingRollbackError, match="This Session's transaction has been rolled back due to a previous exception during flush"):
+            await session.scalar(select(func.count()).select_from(User))  # wrong: keeps using the session
+
+    async with sessionmaker() as session:
+        session.add(User(email=email, name="duplicate"))
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()  # fix: roll back, then the session is usable again
+        assert await session.scalar(select(User.name).where(User.email == email)) == "first"
+
+    async with sessionmaker() as session, session.begin():
+        await session.delete((await session.scalars(select(User).where(User.email == email))).one())
+
+
+async def test_transaction_already_begun(tables: AsyncEngine) -> None:
+    sessionmaker = create_sessionmaker(tables)
+    async with sessionmaker() as session:
+        await session.execute(select(literal(1)))  # autobegins a transaction
+        with pytest.raises(InvalidRequestError, match="A transaction is already begun on this Session"):
+            async with session.begin():  # wrong: begin() after the session already started one
+                pass
+
+    async with sessionmaker.begin() as session:  # fix: begin first (commits at the end of the block)
+        assert (await session.execute(select(literal(1)))).scalar_one() == 1
+
+
+async def test_missing_await(tables: AsyncEngine) -> None:
+    async with create_sessionmaker(tables)() as session:
+        result = session.execute(select(literal(1)))  # wrong: no await -> a coroutine
+        with pytest.raises(AttributeError, match="'coroutine' object has no attribute 'scalar_one'"):
+            result.scalar_one()
+        result.close()  # (silences "coroutine ... was never awaited")
+        assert (await session.execute(select(literal(1)))).scalar_one() == 1
+
+
+# --- drivers and parameters -----------------------------------------------------------------
+
+
+def test_sync_driver_in_async_engine() -> None:
+    with pytest.raises(InvalidRequestError, match="The asyncio extension requires an async driver to be used. The loaded 'pysqlite' is not async"):
+        create_async_engine("sqlite:///unused.db")  # wrong: no driver named -> the sync default
+    engine = create_async_engine("sqlite+aiosqlite:///unused.db")  # fix: name the async driver
+    assert engine.dialect.driver == "aiosqlite"
+    if not SA_21:  # 2.0: postgresql:// means psycopg2 (2.1: psycopg 3, which has an async mode)
+        with pytest.raises(ModuleNotFoundError, match="No module named 'psycopg2'"):
+            create_async_engine("postgresql://app@db/app")
+    assert not (ROOT / "unused.db").exists()
+
+
+async def test_untyped_text_parameter_on_asyncpg(engine: AsyncEngine, backend: str) -> None:
+    async with engine.connect() as conn:
+        if backend == "postgresql":
+            with pytest.raises(DBAPIError, match=r"invalid input for query argument \$1: 1 \(expected str, got int\)"):
+                await conn.execute(text("SELECT :n"), {"n": 1})  # wrong: PostgreSQL types $1 as text
+            await conn.rollback()
+        else:
+            assert (await conn.execute(text("SELECT :n"), {"n": 1})).scalar_one() == 1  # others accept it
+        typed = text("SELECT :n").bindparams(bindparam("n", type_=Integer))  # fix: give the type
+        assert (await conn.execute(typed, {"n": 1})).scalar_one() == 1
+        assert (await conn.execute(select(literal(1)))).scalar_one() == 1  # or let SQLAlchemy bind it
 
 
 # --- attached to a different loop -----------------------------------------------------------
