@@ -70,6 +70,14 @@ async def test_conflict_rolls_back_only_the_request(client, session):
     assert await users(session) == 2
 
 
+async def test_rows_flushed_by_the_test_are_seen_by_the_api(client, session):
+    user = User(email="seeded@example.com", name="seeded")
+    session.add(user)
+    await session.flush()
+    fetched = await client.get(f"/users/{user.id}")
+    assert fetched.status_code == 200 and fetched.json()["name"] == "seeded"
+
+
 async def test_namespace_is_scratch(session):
     dialect = session.bind.dialect.name
     if dialect == "postgresql":
@@ -134,7 +142,7 @@ def test_user_suite_is_isolated(
 ) -> None:
     result = run_user_suite(pytester, monkeypatch, server_url, backend, TEMPLATE.read_text())
     assert result.ret == 0, "\n".join(result.outlines[-60:] + result.errlines[-30:])
-    result.assert_outcomes(passed=9)
+    result.assert_outcomes(passed=10)
     dialect, name = (pytester.path / "namespace.txt").read_text().splitlines()
     assert not asyncio.run(namespace_exists(server_url, dialect, name)), f"{name} was not dropped"
 
@@ -148,7 +156,7 @@ def test_without_create_savepoint_one_409_lets_later_writes_escape(
     assert template.count(', join_transaction_mode="create_savepoint"') == 1
     broken = template.replace(', join_transaction_mode="create_savepoint"', "")
     result = run_user_suite(pytester, monkeypatch, server_url, backend, broken)
-    result.assert_outcomes(passed=7, failed=2)
+    result.assert_outcomes(passed=8, failed=2)
     failed = {line.split(" ")[1] for line in result.outlines if line.startswith("FAILED ")}
     assert failed == {
         "test_users.py::test_conflict_rolls_back_only_the_request",  # the first row vanished with the 409
