@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL  # noqa: E402
 from sqlalchemy.exc import (  # noqa: E402
     ArgumentError,
     DBAPIError,
+    IllegalStateChangeError,
     IntegrityError,
     InvalidRequestError,
     MissingGreenlet,
@@ -462,20 +463,28 @@ async def count_rows(sessionmaker: async_sessionmaker[AsyncSession]) -> list[int
 async def test_one_session_shared_by_concurrent_tasks(tables: AsyncEngine) -> None:
     sessionmaker = create_sessionmaker(tables)
     session = sessionmaker()
-    try:
-        with pytest.raises(
-            InvalidRequestError,
-            match="This session is provisioning a new connection; concurrent operations are not permitted",
-        ):
-            await count_rows_wrong(session)
-    finally:
-        for _ in range(50):  # let the sibling task that gather() left running finish
-            if not session.in_transaction() or session.sync_session.get_transaction() is None:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)
+    with pytest.raises(
+        InvalidRequestError,
+        match="This session is provisioning a new connection; concurrent operations are not permitted",
+    ):
+        await count_rows_wrong(session)
+    # gather() left the sibling task running inside the session: closing now is refused too
+    with pytest.raises(
+        IllegalStateChangeError,
+        match=r"Method 'close\(\)' can't be called here; method '_connection_for_bind\(\)' is already in progress",
+    ):
         await session.close()
-    counts = await count_rows(sessionmaker)
+    for _ in range(200):  # once the sibling finished, close() works
+        try:
+            await session.close()
+            break
+        except IllegalStateChangeError:
+            await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the session never became closable")
+    assert not session.in_transaction()
+
+    counts = await count_rows(sessionmaker)  # fix: one session per task
     assert all(isinstance(c, int) for c in counts)
 
 
