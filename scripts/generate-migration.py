@@ -172,7 +172,7 @@ def main(argv: list[str]) -> int:
         script_dir = ScriptDirectory.from_config(cfg)
     except CommandError as exc:
         die(EXIT_ENV, f"alembic setup in {shown_path(ini)} is incomplete: {one_line(exc)}")
-    version_dirs = [Path(p) for p in script_dir.version_locations] or [Path(script_dir.versions)]
+    version_dirs = [Path(p) for p in (script_dir.version_locations or ())] or [Path(script_dir.versions)]
     before = {p for d in version_dirs if d.is_dir() for p in d.rglob("*.py")}
 
     try:
