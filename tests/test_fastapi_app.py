@@ -415,3 +415,20 @@ def b64(raw: bytes) -> str:
 async def test_bad_cursor_or_limit_is_422(client: httpx.AsyncClient, params: dict[str, Any]) -> None:
     response = await client.get("/users", params=params)
     assert response.status_code == 422, response.text
+
+
+async def test_module_app_reads_database_url_at_startup(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``create_app()`` without settings: DATABASE_URL is read when the lifespan starts, not at import."""
+    from examples.fastapi_app import settings_from_env
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert settings_from_env().url.endswith("async-sqlalchemy-patterns-fastapi_app.db")
+    app = create_app()  # built before the variable is set
+    target = tmp_path / "app db.sqlite"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{target}")
+    async with app.router.lifespan_context(app):
+        assert app.state.engine.url.database == str(target)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.post("/users", json={"email": "env@example.com", "name": "env"})).status_code == 201
+    assert target.exists()
