@@ -90,6 +90,17 @@ async def test_duplicate_email_is_409_and_one_row(client: httpx.AsyncClient, app
     assert (await client.post("/users", json={"email": unique_email(), "name": "next"})).status_code == 201
 
 
+async def test_concurrent_duplicates_one_201_rest_409(client: httpx.AsyncClient, app_engine: AsyncEngine) -> None:
+    """Five simultaneous sign-ups with one email (separate sessions and connections): the unique
+    index decides, exactly one wins, the others get 409 - no 500, no second row."""
+    email = unique_email("race")
+    responses = await asyncio.gather(
+        *(client.post("/users", json={"email": email, "name": f"racer {i}"}) for i in range(5))
+    )
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409], [r.text for r in responses]
+    assert await rows_with_email(app_engine, email) == 1
+
+
 @pytest.mark.parametrize(
     "body",
     [
