@@ -9,8 +9,9 @@
   (and without pre-ping the first use fails with a "connection invalidated" error);
 - ``checkedout()`` is back to 0 after sessions close (also after errors and under concurrency);
 - after ``os.fork()`` the child must ``dispose(close=False)`` the inherited pool;
-- asyncpg behind a transaction pooler: ``statement_cache_size=0`` and
-  ``prepared_statement_name_func`` are accepted and in effect (PgBouncer itself is not tested).
+- asyncpg settings for a transaction pooler: ``statement_cache_size=0`` and
+  ``prepared_statement_name_func`` are accepted and in effect against PostgreSQL directly
+  (through a real PgBouncer: tests/reliability/test_pgbouncer.py).
 """
 
 from __future__ import annotations
@@ -118,6 +119,17 @@ async def test_null_pool_opens_a_connection_per_checkout(db_url: tuple[URL, dict
             assert (seen[0] is seen[1]) is reused, engine.pool
         assert pooled.pool.checkedout() == 0
         assert not hasattr(unpooled.pool, "checkedout")  # NullPool keeps no count; status() only
+
+        # NullPool ignores pool_size / max_overflow / pool_timeout: no limit on open connections
+        limited = create_engine(settings_for(db_url, null_pool=True, pool_size=1, max_overflow=0, pool_timeout=0.1))
+        held = [await limited.connect() for _ in range(4)]
+        try:
+            raw = [(await c.get_raw_connection()).driver_connection for c in held]
+            assert len({id(r) for r in raw}) == 4
+        finally:
+            for conn in held:
+                await conn.close()
+            await limited.dispose()
     finally:
         await pooled.dispose()
         await unpooled.dispose()
@@ -141,6 +153,21 @@ async def test_pool_timeout_after_size_plus_overflow(db_url: tuple[URL, dict[str
     assert engine.pool.checkedout() == 0
     assert engine.pool.checkedin() == 2  # the overflow connection was closed on return
     await engine.dispose()
+
+
+@pytest.mark.parametrize("pool_size, max_overflow", [(0, 0), (1, -1)], ids=["pool_size=0", "max_overflow=-1"])
+async def test_unlimited_pool_settings(
+    db_url: tuple[URL, dict[str, Any]], backend: str, pool_size: int, max_overflow: int
+) -> None:
+    """pool_size=0 or max_overflow=-1 remove the limit: pool_timeout never triggers."""
+    engine = create_engine(settings_for(db_url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=0.1))
+    held = [await engine.connect() for _ in range(6)]
+    try:
+        assert engine.pool.checkedout() == 6
+    finally:
+        for conn in held:
+            await conn.close()
+        await engine.dispose()
 
 
 async def test_waiting_checkout_gets_a_returned_connection(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
@@ -255,8 +282,9 @@ async def server_max_connections(conn: AsyncConnection) -> int:
 
 def max_workers(settings: DatabaseSettings, max_connections: int, reserved: int = 5) -> int:
     """Processes that fit: each may open pool_size + max_overflow connections at peak."""
-    per_process = 1 if settings.null_pool else settings.pool_size + settings.max_overflow
-    return (max_connections - reserved) // per_process
+    if settings.null_pool:
+        raise ValueError("NullPool sets no limit: every concurrent checkout opens a connection")
+    return (max_connections - reserved) // (settings.pool_size + settings.max_overflow)
 
 
 async def test_connection_budget(engine: AsyncEngine, backend: str) -> None:
@@ -268,6 +296,8 @@ async def test_connection_budget(engine: AsyncEngine, backend: str) -> None:
     defaults = DatabaseSettings(url="postgresql+asyncpg://app@db/app")  # 5 + 10 per process
     assert max_workers(defaults, 100) == 6  # 6 x 15 = 90 <= 95
     assert max_workers(DatabaseSettings(url="x://", pool_size=10, max_overflow=0), 100, reserved=0) == 10
+    with pytest.raises(ValueError, match="NullPool sets no limit"):
+        max_workers(DatabaseSettings(url="x://", null_pool=True), 100)
     print(f"{backend}: max_connections={limit}, room for {max_workers(defaults, limit)} processes at the defaults")
 
 
