@@ -131,9 +131,12 @@ def create_engine(settings: DatabaseSettings, **overrides: Any) -> AsyncEngine:
     return engine
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep attribute values after commit (no implicit lazy refresh -> MissingGreenlet)."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+def create_sessionmaker(engine: AsyncEngine, **options: Any) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep attribute values after commit (no implicit lazy refresh -> MissingGreenlet).
+
+    ``options`` go to ``async_sessionmaker`` (e.g. ``sync_session_class=`` for a routing session).
+    """
+    return async_sessionmaker(engine, expire_on_commit=False, **options)
 
 
 # --- FastAPI -------------------------------------------------------------------------------

@@ -1,0 +1,246 @@
+"""Read-replica routing (examples/read_replica.py) with two real databases per backend: which
+engine each kind of statement reaches (counted with engine events), that the replica refuses
+writes, and the read-your-writes caveat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import event, select, text, union_all, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from examples.read_replica import create_routing_sessionmaker, make_read_only, replicate, use_primary
+from examples.transactions import run_in_transaction
+from examples.user_model import Post, User
+from templates.base_model import Base
+from templates.query_counter import count_queries
+from templates.scratch import scratch_url
+from templates.session_manager import DatabaseSettings, create_engine
+
+TABLES = [User.__table__, Post.__table__]
+
+
+@dataclass
+class Pair:
+    primary: AsyncEngine
+    replica: AsyncEngine
+    replica_writer: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture(scope="module")
+async def pair(server_url: str) -> AsyncIterator[Pair]:
+    async with scratch_url(server_url) as (p_url, p_args), scratch_url(server_url) as (r_url, r_args):
+        primary = create_engine(DatabaseSettings(url=p_url.render_as_string(hide_password=False), connect_args=p_args))
+        replica = create_engine(DatabaseSettings(url=r_url.render_as_string(hide_password=False), connect_args=r_args))
+        make_read_only(replica)
+        writer = create_engine(DatabaseSettings(url=r_url.render_as_string(hide_password=False), connect_args=r_args))
+        try:
+            for engine in (primary, writer):
+                async with engine.begin() as conn:
+                    await conn.run_sync(Base.metadata.create_all, tables=TABLES)
+            yield Pair(primary, replica, writer, create_routing_sessionmaker(primary, replica))
+        finally:
+            for engine in (primary, replica, writer):
+                await engine.dispose()
+
+
+class Routes:
+    """Statements each engine received while the block ran (the BEGIN that the template's SQLite
+    hook sends is left out, so the counts are the same on every backend)."""
+
+    def __init__(self, pair: Pair) -> None:
+        self.pair = pair
+
+    def __enter__(self) -> Routes:
+        self.p = count_queries(self.pair.primary)
+        self.r = count_queries(self.pair.replica)
+        self.p_log, self.r_log = self.p.__enter__(), self.r.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.r.__exit__(*exc)
+        self.p.__exit__(*exc)
+
+    @property
+    def primary(self) -> list[str]:
+        return [s for s in self.p_log.statements if not s.upper().startswith("BEGIN")]
+
+    @property
+    def replica(self) -> list[str]:
+        return [s for s in self.r_log.statements if not s.upper().startswith("BEGIN")]
+
+    def counts(self) -> tuple[int, int]:
+        return len(self.primary), len(self.replica)
+
+
+def email() -> str:
+    return f"{uuid.uuid4().hex[:12]}@replica.test"
+
+
+async def add_user(pair: Pair, *, replicated: bool) -> User:
+    async with pair.sessions() as session, session.begin():
+        user = User(email=email(), name="R")
+        session.add(user)
+    if replicated:
+        await replicate(pair.primary, pair.replica_writer)
+    return user
+
+
+async def test_plain_reads_go_to_the_replica(pair: Pair) -> None:
+    user = await add_user(pair, replicated=True)
+    with Routes(pair) as routes:
+        async with pair.sessions() as session:
+            assert (await session.scalar(select(User).where(User.id == user.id))) is not None
+            assert (await session.get(User, user.id, populate_existing=True)) is not None
+    assert routes.counts() == (0, 2), (routes.primary, routes.replica)
+
+
+async def test_unions_reach_get_bind_without_their_statement_and_use_the_primary(pair: Pair) -> None:
+    user = await add_user(pair, replicated=False)  # only the primary has it
+    with Routes(pair) as routes:
+        async with pair.sessions() as session:
+            both = union_all(select(User.id).where(User.id == user.id), select(User.id).where(User.id == user.id))
+            assert len((await session.execute(both)).all()) == 2
+    assert routes.counts() == (1, 0)
+
+
+async def test_writes_and_every_read_after_them_go_to_the_primary(pair: Pair) -> None:
+    user = await add_user(pair, replicated=True)
+    with Routes(pair) as routes:
+        async with pair.sessions() as session, session.begin():
+            before = await session.scalar(select(User.name).where(User.id == user.id))  # replica
+            await session.execute(update(User).where(User.id == user.id).values(name="changed"))
+            after = await session.scalar(select(User.name).where(User.id == user.id))  # primary: sees it
+    assert (before, after) == ("R", "changed")
+    assert len(routes.replica) == 1 and len(routes.primary) == 2, (routes.primary, routes.replica)
+    with Routes(pair) as routes:  # the next transaction reads the replica again (not yet replicated)
+        async with pair.sessions() as session:
+            assert await session.scalar(select(User.name).where(User.id == user.id)) == "R"
+    assert routes.counts() == (0, 1)
+
+
+async def test_flush_pins_the_transaction_and_rollback_unpins(pair: Pair) -> None:
+    with Routes(pair) as routes:
+        async with pair.sessions() as session:
+            async with session.begin():
+                user = User(email=email(), name="F")
+                session.add(user)
+                await session.flush()
+                assert await session.scalar(select(User).where(User.id == user.id)) is user
+                await session.rollback()
+            assert await session.scalar(select(User).where(User.id == user.id)) is None  # replica again
+    assert len(routes.replica) == 1 and routes.replica[0].lstrip().upper().startswith("SELECT")
+    assert [s.split()[0].upper() for s in routes.primary] == ["INSERT", "SELECT"]  # flush, then the read
+
+
+@pytest.mark.parametrize("kind", ["for_update", "text", "connection", "use_primary"])
+async def test_locks_raw_sql_and_explicit_pins_use_the_primary(pair: Pair, kind: str) -> None:
+    user = await add_user(pair, replicated=True)
+    with Routes(pair) as routes:
+        async with pair.sessions() as session, session.begin():
+            if kind == "for_update":
+                await session.scalar(select(User).where(User.id == user.id).with_for_update())
+            elif kind == "text":
+                await session.execute(text("SELECT 1"))
+            elif kind == "connection":
+                await session.connection()
+            else:
+                use_primary(session)
+            await session.scalar(select(User).where(User.id == user.id))  # follows the first statement
+    assert len(routes.replica) == 0, routes.replica
+    assert len(routes.primary) >= 1
+
+
+async def test_without_a_replica_everything_uses_the_primary(pair: Pair) -> None:
+    sessions = create_routing_sessionmaker(pair.primary, None)
+    with Routes(pair) as routes:
+        async with sessions() as session:
+            await session.scalar(select(User).limit(1))
+    assert routes.counts() == (1, 0)
+
+
+async def test_concurrent_sessions_route_independently(pair: Pair) -> None:
+    user = await add_user(pair, replicated=True)
+    writer_pinned, reader_done = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> None:
+        async with pair.sessions() as session, session.begin():
+            await session.execute(update(User).where(User.id == user.id).values(name="W"))
+            writer_pinned.set()
+            await asyncio.wait_for(reader_done.wait(), 10)
+
+    async def reader() -> str | None:
+        await asyncio.wait_for(writer_pinned.wait(), 10)
+        try:
+            async with pair.sessions() as session:
+                return await session.scalar(select(User.name).where(User.id == user.id))
+        finally:
+            reader_done.set()
+
+    with Routes(pair) as routes:
+        _, seen = await asyncio.gather(writer(), reader())
+    assert seen == "R" and len(routes.replica) == 1  # the reader was not pinned by the writer
+
+
+async def test_read_your_writes_needs_the_primary_until_replication(pair: Pair) -> None:
+    user = await add_user(pair, replicated=False)
+    async with pair.sessions() as session:
+        assert await session.get(User, user.id) is None  # the replica has not caught up
+    async with pair.sessions() as session:
+        use_primary(session)
+        assert await session.get(User, user.id) is not None
+    await replicate(pair.primary, pair.replica_writer)
+    async with pair.sessions() as session:
+        assert await session.get(User, user.id) is not None
+
+
+async def test_retried_transactions_run_on_the_primary(pair: Pair) -> None:
+    user = await add_user(pair, replicated=True)
+
+    async def rename(session: AsyncSession) -> str:
+        current = await session.scalar(select(User).where(User.id == user.id))
+        assert current is not None
+        current.name = current.name + "!"
+        return current.name
+
+    with Routes(pair) as routes:
+        assert await run_in_transaction(pair.sessions, rename) == "R!"
+    assert len(routes.replica) == 0  # session.connection(...) at the start pinned it: no stale read
+
+
+async def test_the_replica_refuses_writes(pair: Pair, backend: str) -> None:
+    expected = {
+        "postgresql": "cannot execute INSERT in a read-only transaction",
+        "mysql": "Cannot execute statement in a READ ONLY transaction",
+        "sqlite": "attempt to write a readonly database",
+    }[backend]
+    with pytest.raises(DBAPIError) as caught:
+        async with pair.replica.begin() as conn:
+            await conn.execute(User.__table__.insert().values(id=uuid.uuid4(), email=email(), name="x"))
+    assert expected in str(caught.value)
+
+
+async def test_set_in_a_connect_event_is_rolled_back_on_asyncpg_without_commit(server_url: str, backend: str) -> None:
+    if backend != "postgresql" or "+asyncpg" not in server_url:
+        pytest.skip("asyncpg-specific: its adapter runs connect-event statements in a transaction")
+    async with scratch_url(server_url) as (url, connect_args):
+        engine = create_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def read_only_without_commit(dbapi_connection, connection_record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            cursor.close()
+
+        try:
+            async with engine.connect() as conn:
+                assert await conn.scalar(text("SHOW transaction_read_only")) == "off"  # it did not stick
+        finally:
+            await engine.dispose()
