@@ -28,8 +28,10 @@ from typing import Annotated
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import selectinload
@@ -50,11 +52,22 @@ from templates.session_manager import (
 # --- API schemas -----------------------------------------------------------------------------
 
 
+def storable(value: str) -> str:
+    """NUL is refused with a 422: PostgreSQL cannot store it in text (a 500 there), while SQLite and
+    MySQL keep it - the same request must not mean different things per backend."""
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+CleanStr = Annotated[str, AfterValidator(storable)]
+
+
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
-    name: str = Field(min_length=1, max_length=100)
+    email: CleanStr = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: CleanStr = Field(min_length=1, max_length=100)
 
     @field_validator("email")
     @classmethod
@@ -67,8 +80,8 @@ class UserIn(BaseModel):
 class PostIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=200)
-    body: str = Field(default="", max_length=10_000)
+    title: CleanStr = Field(min_length=1, max_length=200)
+    body: CleanStr = Field(default="", max_length=10_000)
 
 
 class PostOut(BaseModel):
@@ -166,6 +179,15 @@ def settings_from_env() -> DatabaseSettings:
     return DatabaseSettings(url=f"sqlite+aiosqlite:///{path}")
 
 
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 without echoing the input: FastAPI's default handler copies each bad value into the
+    answer (a 1 MB string comes back whole) and answers 500 when it cannot render it (NaN, a lone
+    surrogate)."""
+    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+              for e in exc.errors()[:20]]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
 def create_app(settings: DatabaseSettings | None = None, *, with_tables: bool = True) -> FastAPI:
     """The application; ``settings`` default to ``DATABASE_URL``, read at startup."""
     app = FastAPI(
@@ -173,6 +195,7 @@ def create_app(settings: DatabaseSettings | None = None, *, with_tables: bool = 
         lifespan=create_lifespan(settings or settings_from_env, on_startup=create_tables if with_tables else None),
     )
     install_error_handlers(app)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.include_router(health_router)
     app.include_router(router)
     return app

@@ -32,7 +32,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, DateTime, Integer, Select, String, Uuid, and_, func, inspect, or_, select
@@ -74,14 +74,15 @@ def decode_value(raw: Any, python_type: type) -> Any:
             value = datetime.fromisoformat(raw)
             if value.tzinfo is None:
                 raise ValueError("naive datetime")
-            return value
+            # In UTC now: near datetime.min/max the conversion overflows (OverflowError, not a 500).
+            return value.astimezone(timezone.utc)
         if python_type is uuid.UUID and isinstance(raw, str):
             return uuid.UUID(hex=raw)
         if python_type is int and isinstance(raw, int) and not isinstance(raw, bool):
             return raw
         if python_type is str and isinstance(raw, str):
             return raw
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise InvalidCursor(f"bad cursor value: {exc}") from None
     raise InvalidCursor(f"bad cursor value for a {python_type.__name__} key")
 
