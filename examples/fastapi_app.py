@@ -183,8 +183,14 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
     """422 without echoing the input: FastAPI's default handler copies each bad value into the
     answer (a 1 MB string comes back whole) and answers 500 when it cannot render it (NaN, a lone
     surrogate)."""
-    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-              for e in exc.errors()[:20]]
+    errors = [
+        {
+            "loc": [part if isinstance(part, int) else str(part)[:100] for part in e.get("loc", ())],
+            "msg": str(e.get("msg", ""))[:300],
+            "type": e.get("type"),
+        }
+        for e in exc.errors()[:20]  # loc is cut too: an unknown 1 MB key is part of it
+    ]
     return JSONResponse({"detail": errors}, status_code=422)
 
 
