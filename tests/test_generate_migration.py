@@ -1,14 +1,15 @@
 """scripts/generate-migration.sh on every backend, against a copy of tests/sample_project.
 
 Each test gets its own scratch database (a temp SQLite file, or a database created on the
-server and dropped afterwards), used as the user's DATABASE_URL. On PostgreSQL the URL carries a
-distinctive password (the server trusts loopback, so any password connects): it must never
-appear in any output.
+server and dropped afterwards), used as the user's DATABASE_URL. On PostgreSQL and MariaDB the URL
+carries a distinctive password (with a '%'): it must never appear in any output.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,19 +23,34 @@ from sample_project.harness import (  # noqa: E402
 )
 
 sys.path.insert(0, str(SCRIPTS))
-from migration_tools import scratch_database  # noqa: E402
+from migration_tools import admin_execute, scratch_database  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def user_db(server_url: str, backend: str) -> Iterator[str]:
-    """A fresh, empty database as the user's DATABASE_URL (dropped afterwards)."""
+    """A fresh, empty database as the user's DATABASE_URL (dropped afterwards).
+
+    PostgreSQL: the URL gets PASSWORD (loopback trust auth accepts any). MariaDB: a user of its own
+    with PASSWORD, allowed on this database and on the roundtrip's scratch databases.
+    """
     base = make_url(server_url)
     if backend == "postgresql":
         base = base.set(password=PASSWORD)
     with scratch_database(base) as url:
-        yield url.render_as_string(hide_password=False)
+        if backend != "mysql":
+            yield url.render_as_string(hide_password=False)
+            return
+        user = f"asp_pw_{secrets.token_hex(3)}"
+        for sql in (f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'",
+                    f"GRANT ALL ON `{url.database}`.* TO '{user}'@'%'",
+                    f"GRANT ALL ON `alembic\\_roundtrip\\_%`.* TO '{user}'@'%'"):
+            asyncio.run(admin_execute(base, sql))
+        try:
+            yield url.set(username=user, password=PASSWORD).render_as_string(hide_password=False)
+        finally:
+            asyncio.run(admin_execute(base, f"DROP USER IF EXISTS '{user}'@'%'"))
 
 
 class Outputs:
