@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Thin wrapper: the logic is scripts/generate-migration.py, run with $PYTHON (default python3).
+# Thin wrapper: the logic is scripts/generate-migration.py, run with $PYTHON (default python3; use the project's venv).
 # Usage and exit codes: bash generate-migration.sh --help
 set -u
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+src="${BASH_SOURCE[0]}"
+while [ -L "$src" ]; do  # follow symlinks to the real scripts/ directory (the templates are found from there)
+    dir="$(cd -P -- "$(dirname -- "$src")" && pwd)"
+    src="$(readlink -- "$src")"
+    [[ "$src" == /* ]] || src="$dir/$src"
+done
+here="$(cd -P -- "$(dirname -- "$src")" && pwd)"
 py="${PYTHON:-python3}"
 if ! command -v "$py" >/dev/null 2>&1; then
     echo "error: Python interpreter '$py' not found; set PYTHON=/path/to/your/venv/bin/python" >&2

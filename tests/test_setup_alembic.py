@@ -258,3 +258,20 @@ def test_existing_alembic_init_setup_is_refused_then_forced(tmp_path: Path) -> N
     assert len(backups) >= 2 and all((project / b).is_file() for b in backups)
     url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
     ok(script("generate-migration", "init", cwd=project, url=url))
+
+
+def test_symlinked_wrapper_finds_the_skill(tmp_path: Path) -> None:
+    """An agent may link the script into PATH; the templates are still found next to the real file."""
+    import subprocess
+
+    from sample_project.harness import SCRIPTS, environment
+
+    project = make_project(tmp_path)
+    link = tmp_path / "bin dir" / "setup-alembic"
+    link.parent.mkdir()
+    link.symlink_to(SCRIPTS / "setup-alembic.sh")
+    proc = subprocess.run(["bash", str(link), "--metadata", METADATA, "--json"], cwd=project, env=environment(None),
+                          capture_output=True, text=True, timeout=60)
+    run = ok(Run([str(link)], proc.returncode, proc.stdout, proc.stderr))
+    assert run.json["changed"] is True
+    assert (project / "alembic" / "env.py").read_text() == (TEMPLATES / "env.py").read_text()
