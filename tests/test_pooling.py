@@ -367,7 +367,7 @@ def pgbouncer_engine(url: str | URL, connect_args: dict[str, Any]) -> AsyncEngin
 
 async def test_asyncpg_settings_for_transaction_pooling(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
     if backend != "postgresql":
-        pytest.skip("asyncpg settings")
+        pytest.skip("asyncpg (PostgreSQL) settings only")
     url, connect_args = db_url
     engine = pgbouncer_engine(url, connect_args)
     try:

@@ -595,7 +595,7 @@ asyncio.run(main())
 def no_greenlet_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SQLAlchemy (the running version) + aiosqlite installed without dependencies: no greenlet."""
     target = tmp_path_factory.mktemp("no-greenlet")
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check", "--retries", "1", "--timeout", "20",
            "--target", str(target), f"sqlalchemy=={sqlalchemy.__version__}", "typing_extensions", "aiosqlite"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
