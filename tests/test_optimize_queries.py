@@ -336,3 +336,38 @@ def test_static_suppression_and_clean_exit(tmp_path: Path) -> None:
     assert [(f["rule"], f["line"]) for f in result["findings"]] == [("query_in_loop", 7), ("query_in_loop", 9)]
     clean = run_tool(["--static", str(CORPUS / "clean_eager_loading.py")])
     assert clean.returncode == 0 and "0 finding(s)" in clean.stdout
+
+
+def test_static_leaves_correct_patterns_alone(tmp_path: Path) -> None:
+    """Batched loops, executemany, DDL identifiers and write-only relationships are not findings."""
+    src = tmp_path / "fine.py"
+    src.write_text(
+        textwrap.dedent(
+            """
+            from sqlalchemy import ForeignKey, insert, select, text
+            from sqlalchemy.ext.asyncio import AsyncSession
+            from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
+
+            class Box(Base):
+                __tablename__ = "boxes"
+                id: Mapped[int] = mapped_column(primary_key=True)
+                events: WriteOnlyMapped["Ev"] = relationship()
+                items: Mapped[list["Item"]] = relationship(lazy="raise")
+
+            async def work(session: AsyncSession, keys: list[int], rows: list[dict], name: str) -> None:
+                for start in range(0, len(keys), 500):
+                    await session.scalars(select(Box).where(Box.id == keys[start]))
+                for batch in chunks(keys):
+                    await session.execute(select(Box).where(Box.id.in_(batch)))
+                for group in groups:
+                    await session.execute(insert(Box), rows)
+                await session.execute(text(f'CREATE SCHEMA "{name}"'))
+                await session.execute(text(f"DROP TABLE {name}"))
+                boxes = (await session.scalars(select(Box))).all()
+                for box in boxes:
+                    box.items = []
+            """
+        )
+    )
+    result = json.loads(run_tool(["--static", str(src), "--json"]).stdout)
+    assert result["findings"] == [], result["findings"]

@@ -88,6 +88,7 @@ _PRED_COL_FIRST = re.compile(rf"{_COL}\s*{_OPS}\s*\(?\s*\?", re.I)
 _PRED_PARAM_FIRST = re.compile(rf"\?\s*(?:=|<=|>=|<(?!>)|>)\s*{_COL}", re.I)
 _JOIN_PRED = re.compile(rf"{_COL}\s*=\s*{_COL}")
 _BARE_PRED = re.compile(rf"(?<![.\w`\"])[`\"]?([A-Za-z_]\w*)[`\"]?\s*{_OPS}\s*\(?\s*\?", re.I)
+_CATALOG_SCHEMAS = {"information_schema", "pg_catalog", "mysql", "performance_schema", "sys"}
 _KEYWORDS = {"and", "or", "not", "where", "on", "select", "set", "values", "limit", "offset", "when", "then", "else", "case", "by", "having", "like", "in", "is", "between"}
 
 
@@ -111,14 +112,19 @@ def analyse(sql: str) -> dict[str, Any]:
     if kind not in ("SELECT", "UPDATE", "DELETE"):
         return info
     aliases: dict[str, str] = {}
+    catalog = False
     for m in _FROM_RE.finditer(shape):
         table = m.group(2)
         if table.upper() in ("SELECT", "LATERAL"):
             continue
+        if (m.group(1) or "").lower() in _CATALOG_SCHEMAS or table.lower().startswith(("sqlite_", "pg_")):
+            catalog = True
         aliases[table] = table
         if m.group(3):
             aliases[m.group(3)] = table
     info["aliases"] = aliases
+    if catalog:
+        return info  # the database's own catalog (reflection, Alembic): not the app's tables
     where_at = re.search(r"\b(WHERE|ON)\b", shape, re.I)
     body = shape[where_at.start():] if where_at else ""
     filters: list[tuple[str, str]] = []

@@ -40,6 +40,7 @@ SESSION_METHODS = {"execute", "scalars", "scalar", "get", "get_one", "stream", "
 LOADER_OPTIONS = {"selectinload", "joinedload", "subqueryload", "immediateload", "contains_eager", "lazyload", "raiseload", "defaultload"}
 EAGER_LAZY_VALUES = {"selectin", "joined", "subquery", "immediate", "noload", "dynamic", "write_only"}
 SESSIONISH = re.compile(r"(session|^db$|^sess$|^s$|^conn$|^connection$|^uow$)", re.I)
+DDL_HEAD = re.compile(r"\s*(CREATE|DROP|ALTER|TRUNCATE|GRANT|REVOKE|SET|RESET|KILL|VACUUM|ANALYZE|PRAGMA|SAVEPOINT|RELEASE|ROLLBACK TO|LOCK|COMMENT|USE|SHOW|ATTACH|DETACH)\b", re.I)
 IGNORE_RE = re.compile(r"#\s*optimize-queries:\s*ignore(?:\[([^\]]*)\])?")
 EXCLUDED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache", "site-packages", "build", "dist"}
 
@@ -58,6 +59,7 @@ class Project:
     relationships: dict[str, list[Relationship]] = field(default_factory=dict)
     is_async: bool = False
     dependencies_without_scope: set[str] = field(default_factory=set)
+    implicit_lazy: set[int] = field(default_factory=set)  # relationship() calls typed WriteOnlyMapped/DynamicMapped
 
 
 # --------------------------------------------------------------------------- helpers
@@ -134,6 +136,33 @@ def is_awaitable_attr(node: ast.AST) -> bool:
     )
 
 
+def is_batching_loop(loop: ast.For | ast.AsyncFor) -> bool:
+    """``for start in range(0, n, size)`` / ``for batch in chunks(...)``: one query per batch is the fix, not the bug."""
+    it = loop.iter
+    if isinstance(it, ast.Call) and call_name(it) == "range" and len(it.args) == 3:
+        return True
+    names = [terminal_name(loop.target) or ""]
+    if isinstance(it, ast.Call):
+        names.append(call_name(it) or "")
+    elif isinstance(it, (ast.Name, ast.Attribute)):
+        names.append(terminal_name(it) or "")
+    return any(re.search(r"batch|chunk|page|partition", n, re.I) for n in names)
+
+
+def is_batched_call(node: ast.Await) -> bool:
+    """The awaited query already covers many rows: ``.in_(...)`` in it, or executemany ``execute(stmt, rows)``."""
+    call = node.value
+    if not isinstance(call, ast.Call):
+        return False
+    for sub in ast.walk(call):
+        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and sub.func.attr == "in_":
+            return True
+    if call_name(call) == "execute" and len(call.args) >= 2 and isinstance(call.args[1], (ast.List, ast.ListComp, ast.Name, ast.Subscript)):
+        second = call.args[1]
+        return not (isinstance(second, ast.Name) and not re.search(r"s$|rows|items|batch|chunk|records|values", second.id))
+    return False
+
+
 def annotation_is_collection(annotation: ast.AST | None) -> bool:
     if annotation is None:
         return False
@@ -162,6 +191,9 @@ def collect(project: Project, tree: ast.AST) -> None:
                     target, value = stmt.targets[0].id, stmt.value
                 if target and isinstance(value, ast.Call) and call_name(value) == "relationship":
                     lazy = const_str(kwarg(value, "lazy"))
+                    if annotation is not None and re.search(r"\b(WriteOnlyMapped|DynamicMapped)\[", ast.unparse(annotation)):
+                        lazy = lazy or "write_only"  # the annotation sets the loader strategy
+                        project.implicit_lazy.add(id(value))
                     uselist = kwarg(value, "uselist")
                     collection = annotation_is_collection(annotation)
                     if isinstance(uselist, ast.Constant):
@@ -215,7 +247,7 @@ class FileChecker:
                     "legacy_declarative_base", node, "declarative_base() is the legacy 1.x API (MovedIn20Warning in 2.x)",
                     "class Base(AsyncAttrs, DeclarativeBase): ... (see templates/base_model.py)",
                 )
-            elif name == "relationship" and self.project.is_async and kwarg(node, "lazy") is None:
+            elif name == "relationship" and self.project.is_async and kwarg(node, "lazy") is None and id(node) not in self.project.implicit_lazy:
                 self.add(
                     "relationship_without_lazy", node,
                     "relationship() without lazy=: the default lazy='select' loads on attribute access, which in async code raises MissingGreenlet",
@@ -259,15 +291,16 @@ class FileChecker:
         seen: set[int] = set()
         for node in walk_no_nested(fn):
             if isinstance(node, (ast.For, ast.AsyncFor)):
-                bodies = node.body + node.orelse
-                roots = bodies
+                if is_batching_loop(node):
+                    continue
+                roots = node.body + node.orelse
             elif isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
                 roots = [node.elt] if not isinstance(node, ast.DictComp) else [node.key, node.value]
             else:
                 continue
             for root in roots:
                 for sub in [root, *walk_no_nested(root)]:
-                    if (is_session_call(sub) or is_awaitable_attr(sub)) and id(sub) not in seen:
+                    if (is_session_call(sub) or is_awaitable_attr(sub)) and id(sub) not in seen and not is_batched_call(sub):
                         seen.add(id(sub))
                         what = ast.unparse(sub)[:80]
                         self.add(
@@ -384,6 +417,9 @@ class FileChecker:
 
         def is_formatted(value: ast.AST) -> bool:
             if isinstance(value, ast.JoinedStr):
+                head = value.values[0] if value.values else None
+                if isinstance(head, ast.Constant) and DDL_HEAD.match(str(head.value)):
+                    return False  # identifiers in DDL/admin statements cannot be bound parameters
                 return any(isinstance(v, ast.FormattedValue) for v in value.values)
             if isinstance(value, ast.BinOp) and isinstance(value.op, (ast.Mod, ast.Add)):
                 return not (isinstance(value.left, ast.Constant) and isinstance(value.right, ast.Constant))
