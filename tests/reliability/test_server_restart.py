@@ -48,6 +48,7 @@ class Load:
         self.results: list[tuple[str, str, int, str]] = []
         self.created: list[str] = []
         self.stop = asyncio.Event()
+        self.run = uuid.uuid4().hex[:8]  # unique emails per run: the server keeps earlier runs' users
 
     async def request(self, method: str, path: str, **kw: object) -> httpx.Response | None:
         phase = self.phase
@@ -68,7 +69,7 @@ class Load:
         i = 0
         while not self.stop.is_set() and i < 2000:
             i += 1
-            response = await self.request("POST", "/users", json={"email": f"c{n}-{i}@restart.test", "name": "R"})
+            response = await self.request("POST", "/users", json={"email": f"{self.run}-{n}-{i}@restart.test", "name": "R"})
             if response is not None and response.status_code == 201:
                 user_id = response.json()["id"]
                 self.created.append(user_id)
@@ -79,8 +80,9 @@ class Load:
         return Counter(status for p, _, status, _ in self.results if p == phase)
 
 
-async def test_app_recovers_within_5s_after_restart_under_load(restart_pg: PrivatePostgres) -> None:
-    app = create_app(DatabaseSettings(url=restart_pg.url("asyncpg"), pool_size=4, max_overflow=4, pool_timeout=5))
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+async def test_app_recovers_within_5s_after_restart_under_load(restart_pg: PrivatePostgres, driver: str) -> None:
+    app = create_app(DatabaseSettings(url=restart_pg.url(driver), pool_size=4, max_overflow=4, pool_timeout=5))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
