@@ -167,7 +167,11 @@ def named_paths(doc: Path, root: Path) -> list[tuple[str, Path]]:
         if any(ch in path for ch in "*{}<>") or path.endswith("/") or stem.isupper():
             continue  # globs, folders and placeholders such as scripts/NAME.sh
 
-        found.append((path, (root / path).resolve()))
+        target = (root / path).resolve()
+        module = root / (path.split(".", 1)[0] + ".py")
+        if not target.exists() and "." in path.rsplit("/", 1)[-1] and module.is_file():
+            target = module.resolve()  # module.symbol notation, e.g. templates/query_counter.count_queries
+        found.append((path, target))
     return found
 
 
@@ -194,8 +198,12 @@ def shipped_files(root: Path, dirs: tuple[str, ...] = REACHABLE_DIRS) -> list[Pa
 
 
 def mentions(text: str, rel: str) -> bool:
+    """``rel`` is named by its path, its file name, or a folder it sits in (``scripts/sqlprobe/``)."""
     name = rel.rsplit("/", 1)[-1]
-    return rel in text or re.search(r"(?<![\w.-])" + re.escape(name) + r"(?![\w-])", text) is not None
+    if rel in text or re.search(r"(?<![\w.-])" + re.escape(name) + r"(?![\w-])", text):
+        return True
+    parts = rel.split("/")
+    return any("/".join(parts[:i]) + "/" in text for i in range(2, len(parts)))
 
 
 def check_reachability(root: Path) -> list[str]:
