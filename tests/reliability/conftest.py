@@ -1,9 +1,10 @@
 """Fixtures for tests/reliability: private PostgreSQL servers and PgBouncer.
 
 Tests that need their own server (stop/restart it, put PgBouncer in front of it) use
-``private_pg``: initdb + pg_ctl in a temporary directory on a free loopback port, never the shared
-server. Without the PostgreSQL binaries (or pgbouncer) they are skipped with the reason; with
-``REQUIRE_ALL_BACKENDS=1`` they fail instead. Tests on the shared servers use the suite's
+``private_pg`` / ``own_pg`` (initdb + pg_ctl) or ``own_mariadb`` (mariadb-install-db + mariadbd):
+a temporary directory and a free loopback port, never the shared servers. Without the server
+binaries (or pgbouncer) they are skipped with the reason; with ``REQUIRE_ALL_BACKENDS=1`` they
+fail instead. Tests on the shared servers use the suite's
 ``backend`` / ``engine`` fixtures from tests/conftest.py.
 """
 
@@ -20,14 +21,14 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from pgserver import PgBouncer, PrivatePostgres, missing_tools_reason  # noqa: E402
+from pgserver import PgBouncer, PrivateMariaDB, PrivatePostgres, missing_mariadb_reason, missing_tools_reason  # noqa: E402
 
 # Same switch as tests/conftest.py (not imported: both files are modules named "conftest").
 REQUIRE_ALL = os.environ.get("REQUIRE_ALL_BACKENDS", "").strip() not in ("", "0", "false", "no")
 
 
-def require_tools(*, need_pgbouncer: bool = False) -> None:
-    reason = missing_tools_reason(need_pgbouncer=need_pgbouncer)
+def require_tools(*, need_pgbouncer: bool = False, mariadb: bool = False) -> None:
+    reason = missing_mariadb_reason() if mariadb else missing_tools_reason(need_pgbouncer=need_pgbouncer)
     if reason:
         if REQUIRE_ALL:
             pytest.fail(f"REQUIRE_ALL_BACKENDS=1 but {reason}", pytrace=False)
@@ -51,6 +52,18 @@ def own_pg() -> Iterator[PrivatePostgres]:
     """A private PostgreSQL for one test module, which may stop and restart it."""
     require_tools()
     server = PrivatePostgres()
+    try:
+        server.init()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="module")
+def own_mariadb() -> Iterator[PrivateMariaDB]:
+    """A private MariaDB for one test module, which may stop and restart it."""
+    require_tools(mariadb=True)
+    server = PrivateMariaDB()
     try:
         server.init()
         yield server

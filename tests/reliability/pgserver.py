@@ -1,9 +1,10 @@
-"""Private PostgreSQL and PgBouncer processes for the reliability tests.
+"""Private PostgreSQL, MariaDB and PgBouncer processes for the reliability tests.
 
 ``PrivatePostgres`` runs ``initdb`` + ``pg_ctl`` in a temporary directory on a free loopback port
 (as the ``postgres`` OS user when the tests run as root: initdb refuses root), so a test may stop
-and restart it without touching the shared server. ``PgBouncer`` runs ``pgbouncer`` in front of it
-from its own config file. Both remove their directory when stopped; every wait is bounded.
+and restart it without touching the shared server. ``PrivateMariaDB`` does the same with
+``mariadb-install-db`` + ``mariadbd``. ``PgBouncer`` runs ``pgbouncer`` in front of a private
+PostgreSQL from its own config file. All remove their directory when destroyed; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -50,6 +51,23 @@ def pg_bin() -> Path | None:
 
 def pgbouncer_bin() -> str | None:
     return shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
+
+
+def mariadb_bins() -> tuple[str, str] | None:
+    install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+    server = shutil.which("mariadbd") or next((p for p in ("/usr/sbin/mariadbd", "/usr/sbin/mysqld") if Path(p).exists()), None)
+    return (install, server) if install and server else None
+
+
+def missing_mariadb_reason() -> str | None:
+    if mariadb_bins() is None:
+        return "no MariaDB server binaries (mariadb-install-db, mariadbd): install mariadb-server"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("mysql")
+        except KeyError:
+            return "running as root without a 'mysql' OS user to run mariadbd as"
+    return None
 
 
 def missing_tools_reason(*, need_pgbouncer: bool = False) -> str | None:
@@ -126,6 +144,70 @@ class PrivatePostgres:
         try:
             if self.running():
                 self.stop("immediate")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateMariaDB:
+    """A throw-away MariaDB server on 127.0.0.1 (root without password) with a database ``app``."""
+
+    def __init__(self) -> None:
+        bins = mariadb_bins()
+        if bins is None:
+            raise RuntimeError(missing_mariadb_reason())
+        self.install_bin, self.server_bin = bins
+        self.dir = Path(tempfile.mkdtemp(prefix="asp-rel-my-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.dir, "mysql", "mysql")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, driver: str = "aiomysql", *, database: str = "app") -> str:
+        return f"mysql+{driver}://root@127.0.0.1:{self.port}/{database}"
+
+    def init(self) -> None:
+        user = ["--user=mysql"] if self.as_root else []
+        subprocess.run([self.install_bin, "--no-defaults", f"--datadir={self.data}", *user,
+                        "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       capture_output=True, text=True, timeout=120, check=True)
+        self.start()
+        self.sql("CREATE DATABASE app")
+
+    def start(self) -> None:
+        user = ["--user=mysql"] if self.as_root else []
+        self.proc = subprocess.Popen(
+            [self.server_bin, "--no-defaults", f"--datadir={self.data}", f"--port={self.port}",
+             "--bind-address=127.0.0.1", f"--socket={self.dir / 'sock'}", f"--pid-file={self.dir / 'pid'}",
+             f"--log-error={self.dir / 'err.log'}", "--skip-log-bin", "--innodb-buffer-pool-size=16M", *user],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(self.port, 60, self.proc)
+        except Exception:
+            log = (self.dir / "err.log").read_text(errors="replace") if (self.dir / "err.log").exists() else ""
+            self.stop()
+            raise RuntimeError(f"mariadbd did not start: {log[-2000:]}") from None
+
+    def sql(self, statement: str) -> None:
+        client = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
+        subprocess.run([client, "--no-defaults", "-h127.0.0.1", f"-P{self.port}", "-uroot", "-e", statement],
+                       capture_output=True, text=True, timeout=60, check=True)
+
+    def stop(self) -> None:
+        """SIGTERM: a normal shutdown (open sessions are killed), waited for."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from examples.fastapi_app import create_app
 from examples.user_model import User
-from pgserver import PrivatePostgres
+from pgserver import PrivateMariaDB, PrivatePostgres
 from templates.session_manager import DatabaseSettings, create_engine, is_database_unavailable
 
 CLIENTS = 8
@@ -37,6 +37,14 @@ RECOVERY_LIMIT = 5.0
 @pytest.fixture(scope="module")
 def restart_pg(own_pg: PrivatePostgres) -> PrivatePostgres:
     return own_pg
+
+
+SERVERS = [("postgresql", "asyncpg"), ("postgresql", "psycopg"), ("mariadb", "aiomysql")]
+
+
+def server_for(request: pytest.FixtureRequest, kind: str) -> PrivatePostgres | PrivateMariaDB:
+    """The module's private server of that kind (started on first use)."""
+    return request.getfixturevalue("own_pg" if kind == "postgresql" else "own_mariadb")  # type: ignore[no-any-return]
 
 
 class Load:
@@ -80,9 +88,10 @@ class Load:
         return Counter(status for p, _, status, _ in self.results if p == phase)
 
 
-@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
-async def test_app_recovers_within_5s_after_restart_under_load(restart_pg: PrivatePostgres, driver: str) -> None:
-    app = create_app(DatabaseSettings(url=restart_pg.url(driver), pool_size=4, max_overflow=4, pool_timeout=5))
+@pytest.mark.parametrize(("kind", "driver"), SERVERS)
+async def test_app_recovers_within_5s_after_restart_under_load(request: pytest.FixtureRequest, kind: str, driver: str) -> None:
+    server = server_for(request, kind)
+    app = create_app(DatabaseSettings(url=server.url(driver), pool_size=4, max_overflow=4, pool_timeout=5))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
@@ -91,11 +100,11 @@ async def test_app_recovers_within_5s_after_restart_under_load(restart_pg: Priva
             try:
                 await asyncio.sleep(0.5)
                 load.phase = "stopping"
-                await asyncio.to_thread(restart_pg.stop, "fast")
+                await asyncio.to_thread(server.stop)  # PostgreSQL: pg_ctl stop -m fast; MariaDB: SIGTERM
                 load.phase = "down"
                 await asyncio.sleep(1.0)
                 load.phase = "starting"
-                await asyncio.to_thread(restart_pg.start)
+                await asyncio.to_thread(server.start)
                 back = time.monotonic()
                 load.phase = "up"
                 # Bounded poll: the first answer from the database after the server is back.
@@ -151,21 +160,24 @@ async def run_on_pooled_connections(engine, n: int) -> list[str]:  # type: ignor
 
 
 @pytest.mark.parametrize("pre_ping", [True, False])
+@pytest.mark.parametrize(("kind", "driver"), [SERVERS[0], SERVERS[2]])
 async def test_pool_pre_ping_replaces_connections_that_died_with_the_server(
-    restart_pg: PrivatePostgres, pre_ping: bool
+    request: pytest.FixtureRequest, kind: str, driver: str, pre_ping: bool
 ) -> None:
-    engine = create_engine(DatabaseSettings(url=restart_pg.url("asyncpg"), pool_size=4, max_overflow=0),
+    server = server_for(request, kind)
+    engine = create_engine(DatabaseSettings(url=server.url(driver), pool_size=4, max_overflow=0),
                            pool_pre_ping=pre_ping)
     try:
         assert await run_on_pooled_connections(engine, 4) == []  # 4 connections now pooled
-        await asyncio.to_thread(restart_pg.stop, "fast")
-        await asyncio.to_thread(restart_pg.start)
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.start)
         errors = await run_on_pooled_connections(engine, 4)
         if pre_ping:
             assert errors == []
         else:
             # All 4 were checked out before the first failed: each dead one fails its statement.
-            assert len(errors) == 4 and all("connection is closed" in e for e in errors), errors
+            lost = "connection is closed" if kind == "postgresql" else "(2013, 'Lost connection to MySQL server during query')"
+            assert len(errors) == 4 and all(lost in e for e in errors), errors
             print(f"\nwithout pre_ping: {len(errors)} of 4 failed: {errors[0]}")
             assert await run_on_pooled_connections(engine, 4) == []
     finally:
