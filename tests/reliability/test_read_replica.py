@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import event, select, text, union_all, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from examples.read_replica import create_routing_sessionmaker, make_read_only, replicate, use_primary
@@ -199,6 +199,18 @@ async def test_read_your_writes_needs_the_primary_until_replication(pair: Pair) 
     await replicate(pair.primary, pair.replica_writer)
     async with pair.sessions() as session:
         assert await session.get(User, user.id) is not None
+
+
+async def test_refresh_after_commit_reads_the_lagging_replica(pair: Pair) -> None:
+    async with pair.sessions() as session:
+        user = User(email=email(), name="N")
+        session.add(user)
+        await session.commit()  # the next statement starts a new transaction: unpinned
+        with pytest.raises(InvalidRequestError, match="Could not refresh instance"):
+            await session.refresh(user)  # a SELECT: sent to the replica, which lacks the row
+        use_primary(session)
+        await session.refresh(user)
+    assert user.name == "N"
 
 
 async def test_retried_transactions_run_on_the_primary(pair: Pair) -> None:
