@@ -256,3 +256,28 @@ async def test_set_in_a_connect_event_is_rolled_back_on_asyncpg_without_commit(s
                 assert await conn.scalar(text("SHOW transaction_read_only")) == "off"  # it did not stick
         finally:
             await engine.dispose()
+
+
+async def test_fastapi_app_with_a_routing_sessionmaker(pair: Pair) -> None:
+    """examples/fastapi_app.py unchanged: only ``app.state.sessionmaker`` is the routing one (set it
+    in your lifespan). POST goes to the primary, GET to the replica, which lags."""
+    import httpx
+
+    from examples.fastapi_app import create_app
+
+    app = create_app(DatabaseSettings(url="sqlite+aiosqlite://"), with_tables=False)  # lifespan not run
+    app.state.sessionmaker = pair.sessions
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
+        with Routes(pair) as routes:
+            created = await client.post("/users", json={"email": email(), "name": "Api"})
+        assert created.status_code == 201, created.text
+        assert len(routes.replica) == 0 and any(s.startswith("INSERT") for s in routes.primary), routes.primary
+        user_id = created.json()["id"]
+        with Routes(pair) as routes:
+            lagging = await client.get(f"/users/{user_id}")
+        assert lagging.status_code == 404 and len(routes.primary) == 0  # read-your-writes caveat, via HTTP
+        await replicate(pair.primary, pair.replica_writer)
+        with Routes(pair) as routes:
+            found = await client.get(f"/users/{user_id}")
+        assert found.status_code == 200 and found.json()["name"] == "Api"
+        assert len(routes.primary) == 0 and len(routes.replica) >= 1
