@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,13 +73,27 @@ def own_mariadb() -> Iterator[PrivateMariaDB]:
 
 
 @pytest.fixture
-def bouncer(private_pg: PrivatePostgres) -> Iterator[PgBouncer]:
+def bouncer_factory(private_pg: PrivatePostgres) -> Iterator[Callable[..., PgBouncer]]:
+    """``bouncer_factory(pool_mode=..., default_pool_size=...)``: a started PgBouncer in front of
+    ``private_pg``; all of them are stopped and removed after the test."""
+    require_tools(need_pgbouncer=True)
+    started: list[PgBouncer] = []
+
+    def make(**settings: Any) -> PgBouncer:
+        proxy = PgBouncer(private_pg, **settings)
+        started.append(proxy)
+        proxy.start()
+        return proxy
+
+    try:
+        yield make
+    finally:
+        for proxy in started:
+            proxy.destroy()
+
+
+@pytest.fixture
+def bouncer(bouncer_factory: Callable[..., PgBouncer]) -> PgBouncer:
     """A fresh PgBouncer per test (transaction mode, 2 server connections): no prepared statements
     left on its server connections by an earlier test."""
-    require_tools(need_pgbouncer=True)
-    proxy = PgBouncer(private_pg, pool_mode="transaction", default_pool_size=2)
-    try:
-        proxy.start()
-        yield proxy
-    finally:
-        proxy.destroy()
+    return bouncer_factory(pool_mode="transaction", default_pool_size=2)

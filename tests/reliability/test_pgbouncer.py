@@ -11,6 +11,7 @@ another test. Proven here:
   pool, also from a second process, also under a burst of 16 concurrent sessions;
 - psycopg with its default ``prepare_threshold`` fails (``"_pg3_0" does not exist``), with
   ``prepare_threshold=None`` it works;
+- in session mode the naive settings work (the counter-check: the problem is transaction mode);
 - PgBouncer rejects startup parameters it does not track: ``server_settings={"search_path": ...}``
   fails with ``unsupported startup parameter: search_path``.
 """
@@ -122,3 +123,16 @@ async def test_pgbouncer_rejects_untracked_startup_parameters(bouncer: PgBouncer
         assert wrapped if sqlalchemy.__version__ >= "2.1" else type(caught.value).__name__ == "ProtocolViolationError"
     finally:
         await engine.dispose()
+
+
+async def test_session_mode_keeps_the_naive_settings_working(bouncer_factory) -> None:  # type: ignore[no-untyped-def]
+    """The counter-check: in session mode a client keeps its server connection, and PgBouncer runs
+    DISCARD ALL before handing it to the next client, so prepared statements are safe."""
+    proxy = bouncer_factory(pool_mode="session", default_pool_size=2)
+    engine = engine_for("asyncpg-naive", url_for(proxy))
+    try:
+        assert await interleave(engine) == 36
+    finally:
+        await engine.dispose()
+    assert run_process(proxy, "asyncpg-naive") == {"ok": True}
+    assert run_process(proxy, "asyncpg-naive") == {"ok": True}
