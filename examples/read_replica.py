@@ -13,11 +13,16 @@ Shows:
 - ``use_primary(session)``: pins the current (or next) transaction to the primary before its
   first read - for read-then-write logic and for reading what the user just wrote.
 - ``make_read_only(engine)``: the replica engine refuses writes at the database (PostgreSQL
-  ``default_transaction_read_only``, MariaDB ``SET SESSION TRANSACTION READ ONLY``, SQLite
-  ``PRAGMA query_only``), so a misrouted write fails loudly as it would on a real hot standby.
+  ``SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY``, MariaDB ``SET SESSION TRANSACTION
+  READ ONLY``, SQLite ``PRAGMA query_only``), so a misrouted write fails loudly as it would on a
+  real hot standby.
 - The read-your-writes caveat: replication is asynchronous, so a committed write may be missing
-  on the replica for a while. Here primary and replica are two separate namespaces and
-  "replication" is an explicit copy step, which makes the lag visible and deterministic.
+  on the replica for a while (also for ``session.refresh(obj)`` right after ``commit()``). Here
+  primary and replica are two separate namespaces and "replication" is an explicit copy step,
+  which makes the lag visible and deterministic.
+
+FastAPI: make ``app.state.sessionmaker`` the routing sessionmaker (in your lifespan); ``SessionDep``
+then routes every request's statements (tests/reliability/test_read_replica.py).
 
 Use when: a service adds read replicas (PostgreSQL streaming replication, MariaDB replicas,
 Aurora/RDS reader endpoints) and wants one session API with safe routing.
