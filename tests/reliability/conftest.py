@@ -2,9 +2,10 @@
 
 Tests that need their own server (stop/restart it, put PgBouncer in front of it) use
 ``private_pg`` / ``own_pg`` (initdb + pg_ctl) or ``own_mariadb`` (mariadb-install-db + mariadbd):
-a temporary directory and a free loopback port, never the shared servers. Without the server
-binaries (or pgbouncer) they are skipped with the reason; with ``REQUIRE_ALL_BACKENDS=1`` they
-fail instead. Tests on the shared servers use the suite's
+a temporary directory and a free loopback port, never the shared servers. Like the rest of the
+suite they run when ``TEST_POSTGRES_URL`` / ``TEST_MYSQL_URL`` is set; without it, or without the
+server binaries (or pgbouncer), they are skipped with the reason; with ``REQUIRE_ALL_BACKENDS=1``
+they fail instead. Tests on the shared servers use the suite's
 ``backend`` / ``engine`` fixtures from tests/conftest.py.
 """
 
@@ -29,7 +30,15 @@ REQUIRE_ALL = os.environ.get("REQUIRE_ALL_BACKENDS", "").strip() not in ("", "0"
 
 
 def require_tools(*, need_pgbouncer: bool = False, mariadb: bool = False) -> None:
-    reason = missing_mariadb_reason() if mariadb else missing_tools_reason(need_pgbouncer=need_pgbouncer)
+    """Skip (or fail under REQUIRE_ALL_BACKENDS=1) unless the backend is enabled like in the rest of
+    the suite (TEST_POSTGRES_URL / TEST_MYSQL_URL set) and the server binaries are installed."""
+    var = "TEST_MYSQL_URL" if mariadb else "TEST_POSTGRES_URL"
+    reason: str | None = None
+    if not os.environ.get(var):
+        reason = (f"{'mysql' if mariadb else 'postgresql'} reliability tests skipped: set {var} to enable them "
+                  "(they also start a private server of their own, which needs the server binaries)")
+    else:
+        reason = missing_mariadb_reason() if mariadb else missing_tools_reason(need_pgbouncer=need_pgbouncer)
     if reason:
         if REQUIRE_ALL:
             pytest.fail(f"REQUIRE_ALL_BACKENDS=1 but {reason}", pytrace=False)
