@@ -212,8 +212,12 @@ WORKLOAD = textwrap.dedent(
     async def main(n):
         async with scratch_engine() as engine:
             async with engine.connect() as conn:
+                await conn.execute(text("CREATE TABLE sec_items (id INTEGER PRIMARY KEY, token VARCHAR(40))"))
+                await conn.execute(text("INSERT INTO sec_items (id, token) VALUES (1, :t)"), {{"t": SECRET}})
+                found = await conn.scalar(text("SELECT id FROM sec_items WHERE token = :t"), {{"t": SECRET}})
+                assert found == 1
                 for i in range(n):
-                    await conn.execute(text("SELECT :a AS a, :b AS b"), {{"a": SECRET + str(i), "b": i}})
+                    await conn.execute(text("SELECT id FROM sec_items WHERE token = :a OR id = :b"), {{"a": SECRET + str(i), "b": i}})
                 for i in range(n):
                     await conn.execute(text(f"SELECT '{{SECRET}}-{{i}}' AS c"))
         print("workload ok", os.getpid())
@@ -227,18 +231,21 @@ WORKLOAD = textwrap.dedent(
 )
 
 
-def test_secrets_never_reported_and_subprocesses_counted(tmp_path: Path) -> None:
+def test_secrets_never_reported_and_subprocesses_counted(tmp_path: Path, backend: str, server_url: str) -> None:
+    """Parameter values (bound, inlined, or shown by a PostgreSQL custom plan) never reach the
+    report; each Python subprocess reports; paths with spaces, relative to another cwd."""
     folder = tmp_path / "dir with space"
     folder.mkdir()
     (folder / "work load.py").write_text(WORKLOAD.format(root=str(ROOT)))
     report = folder / "report file.json"
-    proc = run_tool(["--report", str(report), "--", sys.executable, "dir with space/work load.py", "spawn"], cwd=tmp_path)
+    proc = run_tool(["--explain", "--report", str(report), "--", sys.executable, "dir with space/work load.py", "spawn"], cwd=tmp_path, url=url_for(backend, server_url))
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.count("workload ok") == 3
     data = json.loads(report.read_text())
     assert data["processes"] == 3
     findings = [f for f in data["findings"] if f["rule"] == "n_plus_one"]
     assert len(findings) == 6 and {f["file"] for f in findings} == {"dir with space/work load.py"}
+    assert [f["table"] for f in data["findings"] if f["rule"] == "missing_index"] == ["sec_items"]  # one per (table, column)
     everything = proc.stdout + proc.stderr + report.read_text()
     assert "Zq81xx" not in everything
 
