@@ -223,12 +223,12 @@ def is_database_unavailable(exc: BaseException) -> bool:
         return False
     if isinstance(orig, ConnectionError):
         return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # MySQL error number (check it before any SQLSTATE)
+        return args[0] in UNAVAILABLE_MYSQL_ERRORS
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if isinstance(sqlstate, str):
         return sqlstate.startswith(UNAVAILABLE_SQLSTATES)
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):
-        return args[0] in UNAVAILABLE_MYSQL_ERRORS
     # psycopg: a failed connection attempt ("connection failed: ... Connection refused") has no SQLSTATE.
     return type(orig).__module__.startswith("psycopg") and type(orig).__name__ == "OperationalError"
 
