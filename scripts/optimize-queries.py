@@ -99,6 +99,8 @@ def human_lines(findings: list[dict[str, Any]], header: str) -> list[str]:
     for f in shown:
         lines.append(f"{f['severity']:<7} {f['rule']:<36} {f['file']}:{f['line']}")
         lines.append(f"        {f['message']}")
+        if f.get("called_from"):
+            lines.append(f"        called from: {' <- '.join(f['called_from'])}")
         lines.append(f"        fix: {f['fix']}")
     if more:
         lines.append(f"... and {more} more findings (use --json / --report for all, up to {JSON_LIMIT})")

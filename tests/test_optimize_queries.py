@@ -378,3 +378,45 @@ def test_static_leaves_correct_patterns_alone(tmp_path: Path) -> None:
     )
     result = json.loads(run_tool(["--static", str(src), "--json"]).stdout)
     assert result["findings"] == [], result["findings"]
+
+
+LAYERED_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    sys.path.insert(0, {corpus!r})
+    from nplus1_query_in_loop import Base, CpbTask
+    from sqlalchemy import select
+    from templates.scratch import scratch_engine
+    from templates.session_manager import create_sessionmaker
+
+    async def tasks_of(session, project_id):
+        return (await session.scalars(select(CpbTask).where(CpbTask.project_id == project_id))).all()
+
+    async def service(session, ids):
+        out = []
+        for project_id in ids:
+            out.append(await tasks_of(session, project_id))
+        return out
+
+    async def main():
+        async with scratch_engine() as engine:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            async with create_sessionmaker(engine)() as session:
+                await service(session, range(6))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_n_plus_one_names_the_callers(tmp_path: Path) -> None:
+    """The call site is the repository function; called_from leads to the loop that calls it."""
+    app = tmp_path / "layered.py"
+    app.write_text(LAYERED_APP.format(root=str(ROOT), corpus=str(CORPUS)))
+    proc = run_tool(["--json", "--", sys.executable, "layered.py"], cwd=tmp_path)
+    (finding,) = last_json(proc.stderr)["findings"]
+    assert (finding["rule"], finding["file"], finding["line"], finding["function"]) == ("n_plus_one", "layered.py", 11, "tasks_of")
+    assert finding["called_from"][:2] == ["layered.py:16 in service", "layered.py:24 in main"]
+    assert "selectinload(CpbProject.tasks)" in finding["fix"] and "CpbTask.project_id.in_(keys)" in finding["fix"]

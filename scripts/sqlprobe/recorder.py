@@ -197,6 +197,26 @@ except Exception:  # noqa: BLE001
     _getcurrent = None
 
 
+def call_stack(limit: int = 4) -> list[tuple[str, int, str]]:
+    """Up to ``limit`` user frames, innermost first (who called the code that ran the statement)."""
+    out: list[tuple[str, int, str]] = []
+    frame: Any = sys._getframe(1)
+    glet = _getcurrent() if _getcurrent else None
+    hops = 0
+    while hops < 400 and len(out) < limit:
+        while frame is not None and hops < 400 and len(out) < limit:
+            hops += 1
+            code = frame.f_code
+            if _classify(code.co_filename) == 0:
+                out.append((code.co_filename, frame.f_lineno, code.co_name))
+            frame = frame.f_back
+        glet = glet.parent if glet is not None else None
+        if glet is None:
+            break
+        frame = glet.gr_frame
+    return out
+
+
 def call_site() -> tuple[str, int, str]:
     """(file, line, function) of the innermost user frame; crosses SQLAlchemy's greenlet bridge."""
     fallback: tuple[str, int, str] | None = None
@@ -321,6 +341,7 @@ def _record(info: dict[str, Any], site: tuple[str, int, str], span: int, pkey: i
             "count": 0, "total_ms": 0.0, "max_ms": 0.0, "slow": 0, "params": set(), "spans": {},
             "max_span_distinct": 0, "max_span_count": 0, "max_same_params": 0, "executemany": 0,
             "kind": info["kind"], "relationship": rel, "sql": info["sql"],
+            "stack": [list(f) for f in call_stack()[1:]],  # the callers of the call site, first occurrence
         }
     agg["count"] += 1
     agg["total_ms"] += ms

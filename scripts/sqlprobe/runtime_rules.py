@@ -54,9 +54,10 @@ def analyse(records: list[dict[str, Any]], *, threshold: int, slow_ms: float | N
         for t, m in (r.get("models") or {}).items():
             models.setdefault(t, m)
 
-    def finding(rule: str, site: list[Any], message: str, fix: str, **extra: Any) -> None:
+    def finding(rule: str, site: list[Any], message: str, fix: str, stack: list[Any] | None = None, **extra: Any) -> None:
         file, line = site_path(site, cwd)
-        findings.append({"rule": rule, "severity": SEVERITY[rule], "file": file, "line": line, "function": str(site[2]) if len(site) > 2 else "", "message": message, "fix": fix, **extra})
+        callers = ["{}:{}".format(*site_path(f, cwd)) + (f" in {f[2]}" if len(f) > 2 else "") for f in (stack or [])[:3]]
+        findings.append({"rule": rule, "severity": SEVERITY[rule], "file": file, "line": line, "function": str(site[2]) if len(site) > 2 else "", "message": message, "fix": fix, "called_from": callers, **extra})
 
     for r in records:
         for agg in r.get("aggregates", []):
@@ -83,21 +84,21 @@ def analyse(records: list[dict[str, Any]], *, threshold: int, slow_ms: float | N
                 finding(
                     "n_plus_one", site,
                     f"{what} ran {agg['count']} times from this line, up to {agg['max_span_distinct']} times with different parameters on one connection (N+1): {sql}",
-                    fix, count=agg["count"], sql=sql,
+                    fix, stack=agg.get("stack"), count=agg["count"], sql=sql,
                 )
             if kind == "SELECT" and agg.get("max_same_params", 0) >= threshold:
                 finding(
                     "repeated_identical", site,
                     f"the same query with the same parameters ran {agg['max_same_params']} times on one connection: {sql}",
                     "run it once and reuse the result (hoist it out of the loop, or cache it for the request)",
-                    count=agg["max_same_params"], sql=sql,
+                    stack=agg.get("stack"), count=agg["max_same_params"], sql=sql,
                 )
             if slow_ms is not None and agg.get("slow", 0) > 0:
                 finding(
                     "slow_query", site,
                     f"{agg['slow']} of {agg['count']} executions took longer than {slow_ms:g} ms (slowest {agg['max_ms']:.1f} ms): {sql}",
                     "run with --explain to see whether an index is missing; otherwise fetch less (columns, rows) or precompute",
-                    count=agg["slow"], max_ms=round(agg["max_ms"], 1), sql=sql,
+                    stack=agg.get("stack"), count=agg["slow"], max_ms=round(agg["max_ms"], 1), sql=sql,
                 )
 
     seen_fk: set[tuple[str, str]] = set()
