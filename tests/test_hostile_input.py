@@ -89,7 +89,8 @@ CASES = [
     Case("truncated-json", "POST", "/users", body(b'{"email": "a@example.com", "na'), frozenset({422})),
     # --- limit ----------------------------------------------------------------------------------
     *(Case(f"limit={v}", "GET", "/users", {"params": {"limit": v}})
-      for v in ["-1", "0", "201", str(10**40), "-" + str(10**40), "1e3", "5.5", "0x10", "ten", "", "1; DROP TABLE users"]),
+      for v in ["-1", "0", "201", str(10**40), "-" + str(10**40), "1e3", "5.5", "0x10", "ten", "",
+                "1; DROP TABLE users"]),
     # --- cursors: malformed and forged -------------------------------------------------------
     *(Case(f"cursor-{name}", "GET", "/users", {"params": {"cursor": value}}) for name, value in [
         ("sql", "' OR 1=1 --"),

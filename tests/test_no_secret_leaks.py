@@ -164,8 +164,10 @@ def script_plans(script: Path, *, url: str, own_db: str, bad_db: str, project: P
         return [
             Invocation(f"{name} URL", bash(script, url), None, project),
             Invocation(f"{name} --json (DATABASE_URL)", bash(script, "--json"), url, project),
-            Invocation(f"{name} --url --json --workers", bash(script, "--url", url, "--json", "--workers", "4",
-                                                             "--pool-size", "5", "--max-overflow", "10"), None, project),
+            Invocation(f"{name} --url --json --workers",
+                       bash(script, "--url", url, "--json", "--workers", "4", "--pool-size", "5",
+                            "--max-overflow", "10"),
+                       None, project),
             Invocation(f"{name} missing database", bash(script, bad_db), None, project, nonzero=True),
             Invocation(f"{name} missing database --json", bash(script, "--json"), bad_db, project, nonzero=True),
         ]
@@ -229,8 +231,8 @@ def test_everything_is_covered() -> None:
 def test_the_check_sees_a_leak() -> None:
     """The detector itself: a program that prints the URL, or only the password, is caught."""
     url = f"postgresql+asyncpg://app:{quote(PASSWORD, safe='')}@127.0.0.1:1/app"
-    printing_url = execute(Invocation("prints URL", [sys.executable, "-c", "import os; print(os.environ['DATABASE_URL'])"],
-                                      url, ROOT))
+    show_url = "import os; print(os.environ['DATABASE_URL'])"
+    printing_url = execute(Invocation("prints URL", [sys.executable, "-c", show_url], url, ROOT))
     printing_password = execute(Invocation("prints password", [sys.executable, "-c", (
         "import os, sys; from sqlalchemy.engine import make_url; "
         "print('pw', make_url(os.environ['DATABASE_URL']).password, file=sys.stderr)")], url, ROOT))
