@@ -198,6 +198,12 @@ async def test_lazy_raise_relationship_not_loaded(tables: AsyncEngine) -> None:
         user = (await session.scalars(select(User).where(User.email == email))).one()
         with pytest.raises(InvalidRequestError, match=r"'User\.posts' is not available due to lazy='raise'"):
             print(user.posts)
+        # awaitable_attrs goes through the same lazy loader: no way past lazy="raise"
+        with pytest.raises(InvalidRequestError, match=r"'User\.posts' is not available due to lazy='raise'"):
+            await user.awaitable_attrs.posts
+        await session.refresh(user, ["posts"])  # explicit load: works with lazy="raise"
+        assert [p.title for p in user.posts] == ["p"]
+        session.expunge_all()
         user = (await session.scalars(select(User).where(User.email == email).options(selectinload(User.posts)))).one()
         assert [p.title for p in user.posts] == ["p"]
         await session.delete(user)
