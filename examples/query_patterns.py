@@ -32,7 +32,7 @@ from templates.base_model import Base
 from templates.scratch import scratch_engine
 from templates.session_manager import create_sessionmaker
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)  # whole seconds: MariaDB DATETIME keeps no fraction
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)  # whole seconds: a plain DATETIME keeps no fraction
 
 
 # --- filters, joins, aggregates ---------------------------------------------------------------
@@ -293,8 +293,8 @@ async def main() -> None:
             check("recursive cte", chart, want_chart)
             print(f"recursive CTE under Ada: {chart}")
 
-            # The database's ORDER BY is the reference: MariaDB's native UUID type (SQLAlchemy 2.1
-            # uses it on MariaDB >= 10.7) does not sort like Python's uuid.UUID.
+            # The database's ORDER BY is the reference, not Python's: a plain Uuid column is
+            # MariaDB's native UUID under SQLAlchemy 2.1, which does not sort like uuid.UUID.
             want_order = list((await session.scalars(select(Post.title).order_by(Post.created_at, Post.id))).all())
             pages = await all_pages(session, 3)
             check("keyset pages", [p.title for page in pages for p in page], want_order)
