@@ -1,6 +1,7 @@
 """Pytest fixtures for YOUR test suite: async SQLAlchemy 2.x + FastAPI, every test rolled back.
 
-Copy to ``tests/conftest.py`` and point the three imports under "Your project" at your code.
+Copy to ``tests/conftest.py`` and point the imports under "Your project" at your code (your app,
+your ``Base``, and where you copied ``scratch.py`` and ``session_manager.py``).
 Needs pytest-asyncio >= 1.0 and httpx. Run with ``TEST_DATABASE_URL`` set to a server you may
 create a schema (PostgreSQL) or database (MySQL/MariaDB) on; unset, an SQLite file is used.
 

@@ -1,8 +1,8 @@
 """Count the SQL statements an engine sends, to assert "this endpoint runs at most 3 queries".
 
-    async with count_queries(engine) as queries:
+    with count_queries(engine) as queries:  # a plain (sync) context manager, also in async code
         await session.scalars(select(User).options(selectinload(User.posts)))
-    assert len(queries) == 2
+    assert len(queries.selects()) == 2
 
 Works for async engines (the listener goes on ``engine.sync_engine``). Only statements sent while
 the block is open are recorded; ``queries.statements`` holds their SQL text. On SQLite the
