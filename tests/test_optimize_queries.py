@@ -420,3 +420,13 @@ def test_n_plus_one_names_the_callers(tmp_path: Path) -> None:
     assert (finding["rule"], finding["file"], finding["line"], finding["function"]) == ("n_plus_one", "layered.py", 11, "tasks_of")
     assert finding["called_from"][:2] == ["layered.py:16 in service", "layered.py:24 in main"]
     assert "selectinload(CpbProject.tasks)" in finding["fix"] and "CpbTask.project_id.in_(keys)" in finding["fix"]
+
+
+def test_static_reports_unparseable_files(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("def f(:\n")
+    (tmp_path / "loop.py").write_text("async def f(session, ids):\n    for i in ids:\n        await session.get(object, i)\n")
+    proc = run_tool(["--static", str(tmp_path), "--json"])
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 1 and result["files"] == 1
+    assert [s["file"].endswith("broken.py") for s in result["skipped"]] == [True]
+    assert "skipped" in proc.stderr and [f["rule"] for f in result["findings"]] == ["query_in_loop"]
