@@ -430,3 +430,24 @@ def test_static_reports_unparseable_files(tmp_path: Path) -> None:
     assert proc.returncode == 1 and result["files"] == 1
     assert [s["file"].endswith("broken.py") for s in result["skipped"]] == [True]
     assert "skipped" in proc.stderr and [f["rule"] for f in result["findings"]] == ["query_in_loop"]
+
+
+def test_sync_engines_are_instrumented_too(tmp_path: Path) -> None:
+    app = tmp_path / "sync_app.py"
+    app.write_text(
+        textwrap.dedent(
+            """
+            from sqlalchemy import create_engine, text
+            engine = create_engine("sqlite://")
+            with engine.connect() as conn:
+                conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)"))
+                conn.execute(text("INSERT INTO t (id, v) VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5)"))
+                for i in range(1, 6):
+                    conn.execute(text("SELECT v FROM t WHERE v = :v"), {"v": i})
+            engine.dispose()
+            """
+        )
+    )
+    proc = run_tool(["--explain", "--json", "--", sys.executable, str(app)])
+    report = last_json(proc.stderr)
+    assert proc.returncode == 1 and sorted(f["rule"] for f in report["findings"]) == ["missing_index", "n_plus_one"]
