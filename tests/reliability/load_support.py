@@ -188,9 +188,18 @@ async def create_with_timeout(body: SlowIn, session: SessionDep) -> dict[str, st
 
 
 def example_app(db: AppDatabase, *, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 30.0,
-                routers: tuple[APIRouter, ...] = ()) -> FastAPI:
-    settings = DatabaseSettings(url=db.url, connect_args=db.connect_args, pool_size=pool_size,
-                                max_overflow=max_overflow, pool_timeout=pool_timeout)
+                routers: tuple[APIRouter, ...] = (), from_env: bool = False) -> FastAPI:
+    """The example app on ``db``; ``from_env``: settings read the way a deployment sets them
+    (DATABASE_URL, DB_POOL_SIZE, DB_MAX_OVERFLOW, DB_POOL_TIMEOUT through ``DatabaseSettings.from_env``)."""
+    if from_env:
+        if db.connect_args:
+            raise ValueError("from_env needs a database of its own (no connect_args such as a search_path)")
+        environ = {"DATABASE_URL": db.url, "DB_POOL_SIZE": str(pool_size), "DB_MAX_OVERFLOW": str(max_overflow),
+                   "DB_POOL_TIMEOUT": str(pool_timeout)}
+        settings = DatabaseSettings.from_env(environ)
+    else:
+        settings = DatabaseSettings(url=db.url, connect_args=db.connect_args, pool_size=pool_size,
+                                    max_overflow=max_overflow, pool_timeout=pool_timeout)
     app = create_app(settings)
     for router in routers:
         app.include_router(router)

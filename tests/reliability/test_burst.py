@@ -64,12 +64,15 @@ async def test_burst_of_500(backend: str, server_url: str, transport: str, pool_
         pytest.skip("server scenario: needs PostgreSQL or MySQL (TEST_POSTGRES_URL / TEST_MYSQL_URL)")
     emails = [unique_email(f"burst{i}") for i in range(WRITES)]
     async with app_database(server_url) as db:
-        app = example_app(db, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_timeout=pool_timeout)
+        # Over HTTP the pool is configured the way a deployment does it: DB_* environment variables.
+        app = example_app(db, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_timeout=pool_timeout,
+                          from_env=transport == "uvicorn")
         with pool_guard() as guard:
             async with client_for(app, transport) as (client, engine):
                 responses = await asyncio.wait_for(
                     asyncio.gather(*(one_request(client, i, emails) for i in range(REQUESTS))), WALL_LIMIT)
                 checked_out = engine.pool.checkedout()
+                pool_status = (engine.pool.size(), engine.pool._max_overflow, engine.pool.timeout())
                 held = await server_connections(db)
                 stored = await stored_batches(engine, emails)
 
@@ -88,6 +91,7 @@ async def test_burst_of_500(backend: str, server_url: str, transport: str, pool_
     assert statuses[201] + statuses[200] > 0, "some requests should have been served"
     acknowledged = {emails[i] for i, r in enumerate(responses[:WRITES]) if r.status_code == 201}
     assert set(stored) == acknowledged  # every 201 stored, no 503'd write stored
+    assert pool_status == (POOL_SIZE, MAX_OVERFLOW, pool_timeout)
     assert checked_out == 0
     assert sum(held.values()) <= POOL_SIZE + MAX_OVERFLOW, held
 
