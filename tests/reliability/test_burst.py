@@ -4,9 +4,10 @@ What a user can rely on (PostgreSQL and MySQL/MariaDB; in-process through httpx 
 and over real HTTP through uvicorn on 127.0.0.1):
 
 - with a pool timeout longer than the burst takes to drain, every request succeeds;
-- with a short pool timeout (``DatabaseSettings.pool_timeout`` / ``DB_POOL_TIMEOUT``; 0.01 s
-  in-process, 0.5 s over HTTP), each request either succeeds or fails fast with ``503`` and
-  ``Retry-After`` (``install_error_handlers``) - never a 500 - and a 503'd write stored nothing;
+- with a short pool timeout (``DatabaseSettings.pool_timeout``; 0.01 s in process, 0.5 s over
+  HTTP where the pool comes from ``DB_POOL_SIZE`` / ``DB_MAX_OVERFLOW`` / ``DB_POOL_TIMEOUT``), each
+  request either succeeds or fails fast with ``503`` and ``Retry-After``
+  (``install_error_handlers``) - never a 500 - and a 503'd write stored nothing;
 - afterwards no connection is checked out, the server holds no more than pool_size + max_overflow
   connections for the app, and no connection was left to the garbage collector.
 """
