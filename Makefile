@@ -19,8 +19,11 @@ demo: $(STAMP)
 	$(PY) tests/run_examples.py
 
 # The whole suite. Server backends run when TEST_POSTGRES_URL / TEST_MYSQL_URL are set.
+# Test files run in parallel (pytest-xdist; most tests wait on databases and subprocesses);
+# TEST_JOBS=0 runs them in one process.
+TEST_JOBS ?= 4
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 
 # Benchmarks, reported as ratios (never asserted as timings).
 bench: $(STAMP)

@@ -117,3 +117,32 @@ async def engine(db_url: tuple[URL, dict[str, Any]]) -> AsyncIterator[AsyncEngin
     eng = create_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
     yield eng
     await eng.dispose()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "only_backends(*names): run only on these backends (sqlite, postgresql, mysql); the other "
+        "backend parameters are deselected at collection, so CI reports no skips for them",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect backend parameters a test declares it does not apply to (``only_backends``)."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        marker = item.get_closest_marker("only_backends")
+        callspec = getattr(item, "callspec", None)
+        name = callspec.params.get("backend") if callspec is not None else None
+        if marker is not None:
+            unknown = set(marker.args) - set(BACKENDS)
+            if unknown:
+                raise pytest.UsageError(f"{item.nodeid}: only_backends names unknown backends {sorted(unknown)}")
+        if marker is not None and name is not None and name not in marker.args:
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -1,4 +1,4 @@
-"""Benchmarks: collected with the suite but skipped unless selected with ``-m bench``
+"""Benchmarks: collected with the suite but deselected unless selected with ``-m bench``
 (``make bench`` runs ``pytest tests/bench -m bench -q -s``). They print ratios; they never assert
 timings."""
 
@@ -12,9 +12,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Benchmarks run only when selected with ``-m bench``; otherwise they are deselected (not skipped)."""
     if "bench" in (config.getoption("markexpr", "") or ""):
         return
-    skip = pytest.mark.skip(reason="benchmark: run with `make bench` (pytest tests/bench -m bench -s)")
-    for item in items:
-        if item.get_closest_marker("bench") is not None:
-            item.add_marker(skip)
+    benches = [item for item in items if item.get_closest_marker("bench") is not None]
+    if benches:
+        config.hook.pytest_deselected(items=benches)
+        items[:] = [item for item in items if item.get_closest_marker("bench") is None]
