@@ -8,8 +8,8 @@ Where things come from:
   ``command.upgrade`` from inside its event loop (see examples/migration_examples.py).
 
 Autogenerate compares column types (``compare_type``), uses batch mode (table copy) on SQLite,
-renders TypeDecorators as their SQLAlchemy implementation type (so revision files never import
-application code) and writes no file when nothing changed.
+renders TypeDecorators as their SQLAlchemy implementation type, dialect variants included (so
+revision files never import application code) and writes no file when nothing changed.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 config = context.config
 handed_in: Connection | None = config.attributes.get("connection")
@@ -71,20 +71,36 @@ def database_url() -> str:
     return url
 
 
+def render_sqlalchemy_type(type_: TypeEngine[Any], autogen_context: AutogenContext) -> str | None:
+    """``sa.X(...)`` / ``mysql.X(...)`` for a SQLAlchemy type, including its ``.with_variant()``
+    parts (``repr()`` leaves them out); None for a type defined outside SQLAlchemy."""
+    module = type(type_).__module__
+    if module.startswith("sqlalchemy.dialects."):
+        dialect = module.split(".")[2]
+        autogen_context.imports.add(f"from sqlalchemy.dialects import {dialect}")
+        rendered = f"{dialect}.{type_!r}"
+    elif module.startswith("sqlalchemy."):
+        rendered = f"sa.{type_!r}"
+    else:
+        return None
+    # _variant_mapping: what with_variant() filled in (SQLAlchemy 2.0/2.1; Alembic reads it too).
+    for dialect_name, variant in sorted(getattr(type_, "_variant_mapping", {}).items()):
+        variant_rendered = render_sqlalchemy_type(variant, autogen_context)
+        if variant_rendered is None:
+            return None
+        rendered += f".with_variant({variant_rendered}, {dialect_name!r})"
+    return rendered
+
+
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
-    """Render a TypeDecorator (e.g. UTCDateTime) as its implementation type, ``sa.DateTime(...)``.
+    """Render a TypeDecorator (e.g. UTCDateTime) as its implementation type, ``sa.DateTime(...)``,
+    with the impl's dialect variants (UTCDateTime: ``DATETIME(fsp=6)`` on MySQL/MariaDB; without
+    it the migrated column would keep whole seconds only).
 
     Revision files then do not import application modules, which may change or vanish later.
     """
     if type_ == "type" and isinstance(obj, TypeDecorator):
-        impl = obj.impl_instance
-        module = type(impl).__module__
-        if module.startswith("sqlalchemy.dialects."):
-            dialect = module.split(".")[2]
-            autogen_context.imports.add(f"from sqlalchemy.dialects import {dialect}")
-            return f"{dialect}.{impl!r}"
-        if module.startswith("sqlalchemy."):
-            return f"sa.{impl!r}"
+        return render_sqlalchemy_type(obj.impl_instance, autogen_context) or False
     return False
 
 
