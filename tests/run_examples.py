@@ -37,6 +37,14 @@ def discover() -> list[Path]:
     return sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith((".", "_")))
 
 
+def summary(path: Path) -> str:
+    """First line of the example's module docstring (what it shows)."""
+    import ast
+
+    doc = ast.get_docstring(ast.parse(path.read_text("utf-8"))) or ""
+    return doc.strip().splitlines()[0].rstrip(".") if doc.strip() else ""
+
+
 def run(path: Path, url: str | None = None, timeout: float = TIMEOUT) -> Outcome:
     env = dict(os.environ)
     env.pop("DATABASE_URL", None)
@@ -62,10 +70,8 @@ def main() -> int:
     failed = 0
     for path in paths:
         outcome = run(path, args.url)
-        lines = [line for line in outcome.stdout.strip().splitlines() if line.strip()]
-        last = lines[-1] if lines else ""
         status = "ok  " if outcome.ok else "FAIL"
-        print(f"{status} {outcome.name:<28} {outcome.seconds:5.1f}s  {last[:90]}")
+        print(f"{status} {outcome.name:<24} {outcome.seconds:5.1f}s  {summary(path)[:88]}")
         if not outcome.ok:
             failed += 1
             print("\n".join("     | " + ln for ln in outcome.stderr.strip().splitlines()[-15:]))
