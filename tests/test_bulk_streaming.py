@@ -11,6 +11,7 @@ import random
 import uuid
 import warnings
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from contextlib import aclosing
 from typing import Any
 
@@ -22,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio.exc import AsyncMethodRequired
 
 from examples import bulk_operations as bo
+from examples.user_model import User
 from examples import streaming as st
-from templates.base_model import Base
+from templates.base_model import Base, utcnow
 from templates.query_counter import count_queries
 from templates.session_manager import DatabaseSettings, create_engine, create_sessionmaker
 
@@ -146,6 +148,23 @@ async def test_upsert_on_other_unique_key_differs_by_backend(session: AsyncSessi
             async with session.begin_nested():  # the savepoint is rolled back, the session lives on
                 await bo.upsert_products(session, clash, ["qty"])
         assert await bo.count_like(session, p) == 1
+
+
+async def test_upsert_does_not_run_python_onupdate(session: AsyncSession) -> None:
+    """The upsert's UPDATE branch sets only what ``set_`` / the update dict names: a Python-side
+    ``onupdate`` (TimestampMixin.updated_at) is not applied. Name the column to move it."""
+    email = f"{prefix()}@example.com"
+    old = utcnow() - timedelta(days=1)
+    await session.execute(insert(User), [{"email": email, "name": "before", "created_at": old, "updated_at": old}])
+    dialect = session.bind.dialect.name  # type: ignore[union-attr]
+    await session.execute(bo.upsert_statement(dialect, User, "email", ["name"]), [{"email": email, "name": "after"}])
+    row = (await session.execute(select(User.name, User.updated_at).where(User.email == email))).one()
+    assert row.name == "after" and row.updated_at == old  # onupdate=utcnow did not run
+    now = utcnow()
+    stmt = bo.upsert_statement(dialect, User, "email", ["name", "updated_at"])
+    await session.execute(stmt, [{"email": email, "name": "again", "updated_at": now}])
+    row = (await session.execute(select(User.name, User.updated_at).where(User.email == email))).one()
+    assert row.name == "again" and row.updated_at == now
 
 
 async def test_values_list_is_one_giant_statement(session: AsyncSession) -> None:
