@@ -68,9 +68,9 @@ async def balances(sessionmaker: Sessionmaker, ids: list[int]) -> list[int]:
     return [rows[i] for i in ids]
 
 
-def needs_server(backend: str) -> None:
-    if backend == "sqlite":
-        pytest.skip("SQLite has one writer at a time: no serialization failures, deadlocks or row locks")
+# SQLite has one writer at a time: no serialization failures, deadlocks or row locks. Tests of
+# those run on the server backends only (the sqlite parameter is deselected, not skipped).
+needs_server = pytest.mark.only_backends("postgresql", "mysql")
 
 
 # --- savepoints ---------------------------------------------------------------------------
@@ -314,9 +314,8 @@ async def test_transfer_refuses_bad_input_and_insufficient_funds(sessionmaker: S
     assert await balances(sessionmaker, [a, b]) == [10, 0]
 
 
+@pytest.mark.only_backends("sqlite")  # BEGIN IMMEDIATE is SQLite's; other backends ignore the option
 async def test_sqlite_begin_immediate_is_sent_only_when_asked(engine: AsyncEngine, backend: str) -> None:
-    if backend != "sqlite":
-        pytest.skip("BEGIN IMMEDIATE is SQLite's; other backends ignore the option")
     sessionmaker = create_sessionmaker(engine)
 
     async def noop(session: AsyncSession) -> int:
@@ -331,12 +330,11 @@ async def test_sqlite_begin_immediate_is_sent_only_when_asked(engine: AsyncEngin
             await (await conn.execution_options(sqlite_begin="NOW; DROP TABLE x")).begin()
 
 
+@pytest.mark.only_backends("sqlite")  # SQLite locking
 async def test_sqlite_deferred_transactions_that_read_then_write_collide(sessionmaker: Sessionmaker, backend: str) -> None:
     """Why run_in_transaction starts SQLite transactions with BEGIN IMMEDIATE: with a plain BEGIN,
     two transactions that both read and then write make the second fail with "database is
     locked" (SQLITE_BUSY / BUSY_SNAPSHOT) at once - busy_timeout does not apply to that case."""
-    if backend != "sqlite":
-        pytest.skip("SQLite locking")
     [account] = await make_accounts(sessionmaker, 100)
     rendezvous = Rendezvous(2)
 
@@ -356,11 +354,11 @@ async def test_sqlite_deferred_transactions_that_read_then_write_collide(session
     assert await balances(sessionmaker, [account]) in ([110], [115])  # the other deposit committed
 
 
+@needs_server
 async def test_read_modify_write_without_retry_loses_an_update(sessionmaker: Sessionmaker, backend: str) -> None:
     """The problem the helper solves: at the default isolation level (PostgreSQL READ COMMITTED,
     InnoDB REPEATABLE READ) two concurrent read-modify-write transactions both commit, and one
     deposit silently disappears."""
-    needs_server(backend)
     [account] = await make_accounts(sessionmaker, 100)
     rendezvous = Rendezvous(2)
 
@@ -377,8 +375,8 @@ async def test_read_modify_write_without_retry_loses_an_update(sessionmaker: Ses
     assert await balances(sessionmaker, [account]) in ([110], [115])  # not 125
 
 
+@needs_server
 async def test_serializable_conflict_is_retried(sessionmaker: Sessionmaker, backend: str) -> None:
-    needs_server(backend)
     [account] = await make_accounts(sessionmaker, 100)
     codes: list[tuple[str | None, int | None]] = []
     attempts = await concurrent_deposits(
@@ -389,8 +387,8 @@ async def test_serializable_conflict_is_retried(sessionmaker: Sessionmaker, back
     assert codes == ([("40001", None)] if backend == "postgresql" else [("40001", 1213)])
 
 
+@needs_server
 async def test_deadlock_is_retried(sessionmaker: Sessionmaker, backend: str) -> None:
-    needs_server(backend)
     a, b = await make_accounts(sessionmaker, 100, 100)
     codes: list[tuple[str | None, int | None]] = []
     attempts = await crossed_transfers(
@@ -401,9 +399,8 @@ async def test_deadlock_is_retried(sessionmaker: Sessionmaker, backend: str) -> 
     assert codes == ([("40P01", None)] if backend == "postgresql" else [("40001", 1213)])
 
 
+@pytest.mark.only_backends("postgresql")  # psycopg is a PostgreSQL driver
 async def test_psycopg_driver_conflicts_are_detected_too(server_url: str, backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("psycopg is a PostgreSQL driver")
     async with scratch_engine(make_url(server_url).set(drivername="postgresql+psycopg")) as engine:
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
@@ -417,11 +414,11 @@ async def test_psycopg_driver_conflicts_are_detected_too(server_url: str, backen
         assert codes == [("40001", None), ("40P01", None)]
 
 
+@needs_server
 async def test_lock_wait_timeout_retried_on_mariadb_not_lock_timeout_on_postgresql(
     sessionmaker: Sessionmaker, backend: str
 ) -> None:
     """MySQL 1205 is in the retry set; PostgreSQL's lock_timeout (55P03) is not and propagates."""
-    needs_server(backend)
     [account] = await make_accounts(sessionmaker, 100)
     holder_may_commit = asyncio.Event()
     locked = asyncio.Event()
@@ -494,8 +491,8 @@ async def test_isolation_level_applies_to_one_transaction_only(
 # --- row locks -----------------------------------------------------------------------------
 
 
+@needs_server
 async def test_skip_locked_gives_workers_different_jobs(sessionmaker: Sessionmaker, backend: str) -> None:
-    needs_server(backend)
     async with sessionmaker() as session, session.begin():
         await session.execute(TxJob.__table__.delete())
         session.add_all([TxJob(payload=f"job {n}") for n in range(3)])
@@ -507,10 +504,10 @@ async def test_skip_locked_gives_workers_different_jobs(sessionmaker: Sessionmak
     assert sum(owner is None for owner in owners.values()) == 1
 
 
+@needs_server
 async def test_nowait_fails_at_once_on_a_locked_row(sessionmaker: Sessionmaker, backend: str) -> None:
     """NOWAIT raises instead of waiting: SQLSTATE 55P03 on PostgreSQL; MariaDB reports it as 1205
     (lock wait timeout), which the retry helper would retry."""
-    needs_server(backend)
     [account] = await make_accounts(sessionmaker, 100)
     async with sessionmaker() as holder, holder.begin():
         await holder.get(TxAccount, account, with_for_update=True)
