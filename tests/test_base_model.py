@@ -160,12 +160,15 @@ async def test_uuid_column_type_per_backend(engine: AsyncEngine, sessionmaker: A
         assert ddl_type in ("CHAR(32)", "VARCHAR(32)"), ddl_type
 
 
+@pytest.mark.only_backends("mysql")  # the UUID storage question is MySQL/MariaDB's
 async def test_mariadb_uuid_columns_made_by_sqlalchemy_2_0_need_care_on_2_1(engine: AsyncEngine, backend: str) -> None:
     """Upgrade hazard: 2.0 made CHAR(32) (hex) columns on MariaDB; 2.1 binds Uuid values as
     36-character strings there, so old rows are not found and inserts fail. Pinning the storage
-    with Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb") keeps both lines alike."""
-    if not mariadb_native_uuid_by_default(engine, backend):
-        pytest.skip("only MariaDB >= 10.7 under SQLAlchemy 2.1 changes the UUID storage")
+    with Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb") keeps both lines alike.
+    Only MariaDB >= 10.7 under SQLAlchemy 2.1 changes the storage: on 2.0 (and on MySQL) plain
+    Uuid still means CHAR(32) and finds the old rows, which is asserted instead."""
+    native = mariadb_native_uuid_by_default(engine, backend)
+    assert Uuid().compile(dialect=engine.dialect).upper() == ("UUID" if native else "CHAR(32)")
     key = uuid.uuid4()
     legacy = Table("bm_legacy_ids", MetaData(), Column("id", Uuid, primary_key=True))
     pinned = Table("bm_legacy_ids", MetaData(), Column("id", Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb"), primary_key=True))
@@ -175,7 +178,8 @@ async def test_mariadb_uuid_columns_made_by_sqlalchemy_2_0_need_care_on_2_1(engi
         await conn.execute(text("INSERT INTO bm_legacy_ids (id) VALUES (:hex)"), {"hex": key.hex})
     try:
         async with engine.connect() as conn:
-            assert (await conn.execute(select(legacy.c.id).where(legacy.c.id == key))).all() == []  # silently missed
+            found = (await conn.execute(select(legacy.c.id).where(legacy.c.id == key))).scalars().all()
+            assert found == ([] if native else [key])  # 2.1 on MariaDB >= 10.7: silently missed
             assert (await conn.execute(select(pinned.c.id).where(pinned.c.id == key))).scalar_one() == key
     finally:
         async with engine.begin() as conn:
