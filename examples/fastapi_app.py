@@ -9,8 +9,9 @@ keyset-paginated list that eager-loads posts in a fixed number of statements (mo
 Use when: building or reviewing FastAPI endpoints on async SQLAlchemy.
 Run:   ``python examples/fastapi_app.py`` - drives the app through httpx ``ASGITransport`` in a
        scratch namespace of ``DATABASE_URL`` (default: embedded SQLite) and checks every answer.
-Serve: ``DATABASE_URL=postgresql+asyncpg://... uvicorn examples.fastapi_app:app`` (creates the
-       tables it needs at startup; without DATABASE_URL it uses a SQLite file in the temp dir).
+Serve: ``DATABASE_URL=postgresql+asyncpg://... uvicorn examples.fastapi_app:app`` (a demo: it
+       works in a scratch schema/database made at startup and dropped at shutdown, so it never
+       writes into existing tables; without DATABASE_URL it uses a SQLite file in the temp dir).
 Tests: ``create_app(settings)`` builds an app on any database; ``tests/test_fastapi_app.py``.
 """
 
@@ -21,6 +22,9 @@ import os
 import sys
 import tempfile
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -194,11 +198,17 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
     return JSONResponse({"detail": errors}, status_code=422)
 
 
-def create_app(settings: DatabaseSettings | None = None, *, with_tables: bool = True) -> FastAPI:
+def create_app(
+    settings: DatabaseSettings | None = None,
+    *,
+    with_tables: bool = True,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
     """The application; ``settings`` default to ``DATABASE_URL``, read at startup."""
     app = FastAPI(
         title="users",
-        lifespan=create_lifespan(settings or settings_from_env, on_startup=create_tables if with_tables else None),
+        lifespan=lifespan
+        or create_lifespan(settings or settings_from_env, on_startup=create_tables if with_tables else None),
     )
     install_error_handlers(app)
     app.add_exception_handler(RequestValidationError, invalid_request)
@@ -207,7 +217,23 @@ def create_app(settings: DatabaseSettings | None = None, *, with_tables: bool = 
     return app
 
 
-app = create_app()
+@asynccontextmanager
+async def demo_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Serve mode never touches existing tables: with ``DATABASE_URL`` set, the demo runs in a
+    scratch namespace (``templates.scratch``) that is removed at shutdown."""
+    if not os.environ.get("DATABASE_URL"):
+        async with create_lifespan(settings_from_env(), on_startup=create_tables)(app):
+            yield
+        return
+    async with scratch_url(os.environ["DATABASE_URL"]) as (url, connect_args):
+        settings = replace(
+            DatabaseSettings.from_env(), url=url.render_as_string(hide_password=False), connect_args=connect_args
+        )
+        async with create_lifespan(settings, on_startup=create_tables)(app):
+            yield
+
+
+app = create_app(lifespan=demo_lifespan)
 
 
 # --- self-test -------------------------------------------------------------------------------

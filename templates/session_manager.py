@@ -16,11 +16,12 @@ Copy into your project (e.g. ``app/db/session_manager.py``). It gives you:
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -30,6 +31,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
+
+
+NumberT = TypeVar("NumberT", int, float)
 
 
 def env_flag(value: str | None) -> bool:
@@ -60,12 +64,23 @@ class DatabaseSettings:
         return cls(
             url=url,
             echo=env_flag(environ.get("DB_ECHO")),
-            pool_size=int(environ.get("DB_POOL_SIZE", cls.pool_size)),
-            max_overflow=int(environ.get("DB_MAX_OVERFLOW", cls.max_overflow)),
-            pool_timeout=float(environ.get("DB_POOL_TIMEOUT", cls.pool_timeout)),
-            pool_recycle=int(environ.get("DB_POOL_RECYCLE", cls.pool_recycle)),
+            pool_size=env_number(environ, "DB_POOL_SIZE", cls.pool_size, int),
+            max_overflow=env_number(environ, "DB_MAX_OVERFLOW", cls.max_overflow, int),
+            pool_timeout=env_number(environ, "DB_POOL_TIMEOUT", cls.pool_timeout, float),
+            pool_recycle=env_number(environ, "DB_POOL_RECYCLE", cls.pool_recycle, int),
             null_pool=env_flag(environ.get("DB_NULL_POOL")),
         )
+
+
+def env_number(environ: Mapping[str, str], name: str, default: NumberT, kind: Callable[[str], NumberT]) -> NumberT:
+    """``environ[name]`` as a number, or ``default``; a bad value names the variable."""
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return kind(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
 
 
 def is_sqlite_memory(database: str | None) -> bool:
@@ -233,14 +248,34 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return type(orig).__module__.startswith("psycopg") and type(orig).__name__ == "OperationalError"
 
 
+# Unique and foreign-key violations: PostgreSQL SQLSTATE, MySQL/MariaDB error numbers, SQLite text.
+CONFLICT_SQLSTATES = {"23505", "23503"}
+CONFLICT_MYSQL_ERRORS = {1062, 1451, 1452, 1586}
+CONFLICT_SQLITE_TEXT = ("UNIQUE constraint failed", "FOREIGN KEY constraint failed")
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True for an ``IntegrityError`` caused by existing data (duplicate key, foreign key)."""
+    orig = getattr(exc, "orig", None) or exc
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # MySQL drivers: (errno, message); their sqlstate is a generic 23000
+        return args[0] in CONFLICT_MYSQL_ERRORS
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate is not None:
+        return str(sqlstate) in CONFLICT_SQLSTATES
+    return any(text_ in str(orig) for text_ in CONFLICT_SQLITE_TEXT)
+
+
 def install_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
     """Map database errors to HTTP answers instead of a 500 with a traceback.
 
-    IntegrityError -> 409; pool timeout, unreachable or restarting server, lost connection -> 503
+    Unique / foreign-key violations -> 409 (``is_conflict``); pool timeout, unreachable or restarting server, lost connection -> 503
     with ``Retry-After`` (``is_database_unavailable``); other database errors stay 500.
     """
 
     async def conflict(request: Request, exc: Exception) -> JSONResponse:
+        if not is_conflict(exc):
+            raise exc  # NOT NULL / CHECK violations are bugs in the app, not the client's fault: 500
         return JSONResponse({"detail": "conflict with existing data"}, status_code=409)
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -268,6 +303,7 @@ def install_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> Non
         app.add_exception_handler(AsyncpgPostgresError, database_error)
 
 
+HEALTH_TIMEOUT_SECONDS = 3.0  # well below a load balancer's probe timeout; pool_timeout is 30 s
 health_router = APIRouter()
 
 
@@ -278,8 +314,12 @@ async def health(request: Request) -> JSONResponse:
     if engine is None:  # lifespan did not run (e.g. a test client without it)
         return JSONResponse({"status": "unavailable"}, status_code=503)
     try:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception:
+        await asyncio.wait_for(select_one(engine), HEALTH_TIMEOUT_SECONDS)
+    except Exception:  # includes the timeout: an exhausted pool must not hang the probe
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok"})
+
+
+async def select_one(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
