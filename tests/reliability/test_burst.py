@@ -28,6 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from load_support import app_database, example_app, pool_guard, served, server_connections, stored_batches, unique_email
 from templates.session_manager import DatabaseSettings, create_engine
 
+# Server scenarios: they need PostgreSQL or MySQL/MariaDB (TEST_POSTGRES_URL / TEST_MYSQL_URL); the
+# sqlite parameter is deselected, not skipped.
+pytestmark = pytest.mark.only_backends("postgresql", "mysql")
+
 REQUESTS = 500
 WRITES = 400  # POST /users with a unique email; the rest are GET /users?limit=5
 POOL_SIZE, MAX_OVERFLOW = 5, 5
@@ -61,8 +65,6 @@ async def one_request(client: httpx.AsyncClient, i: int, emails: list[str]) -> h
     ids=["asgi-patient", "asgi-fail-fast", "uvicorn-mixed"],
 )
 async def test_burst_of_500(backend: str, server_url: str, transport: str, pool_timeout: float) -> None:
-    if backend == "sqlite":
-        pytest.skip("server scenario: needs PostgreSQL or MySQL (TEST_POSTGRES_URL / TEST_MYSQL_URL)")
     emails = [unique_email(f"burst{i}") for i in range(WRITES)]
     async with app_database(server_url) as db:
         # Over HTTP the pool is configured the way a deployment does it: DB_* environment variables.
@@ -103,8 +105,6 @@ async def test_burst_of_500(backend: str, server_url: str, transport: str, pool_
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_pool_guard_fails_on_an_abandoned_connection(backend: str, server_url: str) -> None:
     """The guard used above is not vacuous: a connection dropped without close() trips it."""
-    if backend == "sqlite":
-        pytest.skip("server scenario: needs PostgreSQL or MySQL (TEST_POSTGRES_URL / TEST_MYSQL_URL)")
     async with app_database(server_url) as db:
         engine = create_engine(DatabaseSettings(url=db.url, connect_args=db.connect_args))
         try:

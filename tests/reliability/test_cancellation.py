@@ -41,6 +41,10 @@ from load_support import (
     unique_email,
 )
 
+# Server scenarios: they need PostgreSQL or MySQL/MariaDB (TEST_POSTGRES_URL / TEST_MYSQL_URL); the
+# sqlite parameter is deselected, not skipped.
+pytestmark = pytest.mark.only_backends("postgresql", "mysql")
+
 TIMEOUTS, TASK_CANCELS, DISCONNECTS = 80, 60, 60  # 200 cut-short requests
 CONCURRENCY = 20
 WALL_LIMIT = 60.0
@@ -54,8 +58,6 @@ async def in_batches(jobs: list, concurrency: int = CONCURRENCY) -> list:
 
 
 async def test_cancelled_requests_leave_nothing_behind(backend: str, server_url: str) -> None:
-    if backend == "sqlite":
-        pytest.skip("server scenario: needs PostgreSQL or MySQL (TEST_POSTGRES_URL / TEST_MYSQL_URL)")
     rng = random.Random(20260)
     timeout_emails = [unique_email("budget") for _ in range(TIMEOUTS)]
     cancel_emails = [unique_email("cancel") for _ in range(TASK_CANCELS)]

@@ -29,12 +29,13 @@ from templates.session_manager import SessionDep, create_sessionmaker, install_e
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 
+# Row-level deadlocks and serialization failures need PostgreSQL or MariaDB (SQLite has one writer
+# at a time; see tests/test_transactions.py): the sqlite parameter is deselected, not skipped.
+pytestmark = pytest.mark.only_backends("postgresql", "mysql")
+
 
 @pytest.fixture
 async def sessionmaker(engine: AsyncEngine, backend: str) -> Sessionmaker:
-    if backend == "sqlite":
-        pytest.skip("row-level deadlocks and serialization failures need PostgreSQL or MariaDB "
-                    "(SQLite has one writer at a time; see tests/test_transactions.py)")
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all, tables=[TxAccount.__table__])
     return create_sessionmaker(engine)

@@ -36,14 +36,16 @@ from load_support import (
     unique_email,
 )
 
+# Server scenarios: they need PostgreSQL or MySQL/MariaDB (TEST_POSTGRES_URL / TEST_MYSQL_URL); the
+# sqlite parameter is deselected, not skipped.
+pytestmark = pytest.mark.only_backends("postgresql", "mysql")
+
 WORKERS, REQUESTS_PER_WORKER = 10, 15
 KILL_ROUNDS, KILL_EVERY = 20, 0.1
 WALL_LIMIT = 60.0
 
 
 async def test_requests_survive_killed_connections(backend: str, server_url: str) -> None:
-    if backend == "sqlite":
-        pytest.skip("server scenario: needs PostgreSQL or MySQL (TEST_POSTGRES_URL / TEST_MYSQL_URL)")
     statuses: Counter[int] = Counter()
     tried: list[str] = []
     batch_emails: set[str] = set()  # sent to /rel/batch (user + posts); the others to /users

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import event, select, text, union_all, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -239,10 +240,11 @@ async def test_the_replica_refuses_writes(pair: Pair, backend: str) -> None:
     assert expected in str(caught.value)
 
 
+@pytest.mark.only_backends("postgresql")
 async def test_set_in_a_connect_event_is_rolled_back_on_asyncpg_without_commit(server_url: str, backend: str) -> None:
-    if backend != "postgresql" or "+asyncpg" not in server_url:
-        pytest.skip("asyncpg-specific: its adapter runs connect-event statements in a transaction")
-    async with scratch_url(server_url) as (url, connect_args):
+    """asyncpg-specific: its adapter runs connect-event statements in a transaction (the driver is
+    set here, whichever driver TEST_POSTGRES_URL names)."""
+    async with scratch_url(make_url(server_url).set(drivername="postgresql+asyncpg")) as (url, connect_args):
         engine = create_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
 
         @event.listens_for(engine.sync_engine, "connect")
