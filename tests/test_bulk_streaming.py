@@ -202,11 +202,10 @@ async def test_load_products_picks_the_fast_path(session: AsyncSession) -> None:
     assert await bo.count_like(session, p) == 20_000
 
 
+@pytest.mark.only_backends("postgresql")  # COPY through asyncpg is PostgreSQL-only
 async def test_copy_joins_the_transaction_only_once_it_has_begun(
     sessions: async_sessionmaker[AsyncSession], backend: str
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("COPY through asyncpg is PostgreSQL-only")
     p = prefix()
     async with sessions() as session:
         assert await bo.copy_products(session, [(f"{p}-{i}", "c", i) for i in range(5000)]) == 5000
@@ -307,10 +306,9 @@ async def test_early_stop_with_aclosing_releases_the_cursor(session: AsyncSessio
     assert not [w for w in caught if "unbuffered" in str(w.message)]
 
 
+@pytest.mark.only_backends("mysql")  # needs the MariaDB server
 async def test_upsert_with_a_mariadb_url(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
     """``mariadb+aiomysql://`` names the dialect "mariadb" (``mysql+aiomysql://`` says "mysql")."""
-    if backend != "mysql":
-        pytest.skip("needs the MariaDB server")
     url, connect_args = db_url
     mariadb_url = url.set(drivername="mariadb+aiomysql").render_as_string(hide_password=False)
     engine = create_engine(DatabaseSettings(url=mariadb_url, connect_args=connect_args))

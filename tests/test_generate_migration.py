@@ -231,10 +231,9 @@ def test_unreachable_database_fails_cleanly(backend: str, tmp_path: Path) -> Non
     check.assert_no_password()
 
 
+@pytest.mark.only_backends("postgresql")  # PostgreSQL named enum types only
 def test_enum_column_on_postgresql(user_db: str, backend: str, tmp_path: Path) -> None:
     """op.add_column with a new Enum does not CREATE TYPE on PostgreSQL: flagged, and --roundtrip shows it fail."""
-    if backend != "postgresql":
-        pytest.skip("PostgreSQL named enum types only")
     check, project, url = Outputs(), make_project(tmp_path), user_db
     initial_revision(project, url, check)
     edit_models(project, "=from sqlalchemy import ForeignKey, String",

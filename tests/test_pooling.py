@@ -215,11 +215,10 @@ async def kill_on_server(admin: AsyncEngine, pid: int) -> None:
             await conn.execute(text(f"KILL CONNECTION {int(pid)}"))
 
 
+@pytest.mark.only_backends("postgresql", "mysql")  # SQLite has no server that could end the connection
 async def test_pre_ping_replaces_a_connection_killed_by_the_server(
     db_url: tuple[URL, dict[str, Any]], backend: str
 ) -> None:
-    if backend == "sqlite":
-        pytest.skip("SQLite has no server that could end the connection")
     url, connect_args = db_url
     admin = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
     try:
@@ -287,9 +286,8 @@ def max_workers(settings: DatabaseSettings, max_connections: int, reserved: int 
     return (max_connections - reserved) // (settings.pool_size + settings.max_overflow)
 
 
+@pytest.mark.only_backends("postgresql", "mysql")  # SQLite has no connection limit
 async def test_connection_budget(engine: AsyncEngine, backend: str) -> None:
-    if backend == "sqlite":
-        pytest.skip("SQLite has no connection limit")
     async with engine.connect() as conn:
         limit = await server_max_connections(conn)
     assert limit > 0
@@ -365,9 +363,8 @@ def pgbouncer_engine(url: str | URL, connect_args: dict[str, Any]) -> AsyncEngin
     )
 
 
+@pytest.mark.only_backends("postgresql")  # asyncpg (PostgreSQL) settings only
 async def test_asyncpg_settings_for_transaction_pooling(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("asyncpg (PostgreSQL) settings only")
     url, connect_args = db_url
     engine = pgbouncer_engine(url, connect_args)
     try:
