@@ -387,7 +387,7 @@ class FileChecker:
                 self.add(
                     "lazy_load_in_async", node,
                     f"{node.value.id}.{node.attr} reads relationship {owner}.{node.attr}, which the query did not eager-load (MissingGreenlet, or an error with lazy='raise')",
-                    f".options(selectinload({owner}.{node.attr})) on the query, or `await {node.value.id}.awaitable_attrs.{node.attr}` for a single object",
+                    f".options(selectinload({owner}.{node.attr})) on the query, or `await session.refresh({node.value.id}, [\"{node.attr}\"])` for a single object (awaitable_attrs fails on lazy='raise')",
                 )
 
     # -- joinedload on a collection needs Result.unique()
@@ -501,7 +501,7 @@ class FileChecker:
             self.add(
                 "unbounded_list_query", all_calls[0],
                 f"list endpoint {fn.name}() returns .all() with no LIMIT: response size and memory grow with the table",
-                "take limit/offset (or a keyset cursor) query parameters with an upper bound, e.g. limit: int = Query(50, le=200), and apply .limit(limit)",
+                "take a bounded limit and a keyset cursor (limit: int = Query(50, ge=1, le=200); WHERE (created_at, id) > cursor) and apply .limit(limit)",
             )
 
 
