@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -187,9 +188,14 @@ def test_no_alembic_setup_exits_3(tmp_path: Path) -> None:
 
 
 def test_missing_packages_exit_3_with_the_pip_command(tmp_path: Path) -> None:
-    bare = Path("/usr/bin/python3")
-    if not bare.exists() or os.system(f"{bare} -c 'import sqlalchemy' 2>/dev/null") == 0:
-        pytest.skip("needs a python3 without SQLAlchemy at /usr/bin/python3")
+    # a python3 with nothing installed: a fresh virtual environment without pip
+    venv = tmp_path / "bare venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120,
+                   capture_output=True)
+    bare = venv / "bin" / "python"
+    probe = subprocess.run([str(bare), "-c", "import sqlalchemy"], capture_output=True, text=True, timeout=60,
+                           env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
+    assert probe.returncode != 0 and "No module named 'sqlalchemy'" in probe.stderr, probe.stderr
     project = make_project(tmp_path)
     for name, args in (("setup-alembic", ["--metadata", METADATA]), ("generate-migration", ["x"])):
         run = ok(script(name, *args, cwd=project, url="sqlite+aiosqlite://", PYTHON=str(bare)), expected=3)
