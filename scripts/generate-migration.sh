@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Thin wrapper: the logic is scripts/generate-migration.py, run with $PYTHON (default python3; use the project's venv).
-# Usage and exit codes: bash generate-migration.sh --help
+# Autogenerate an Alembic revision and review it for risky operations.
+# Thin wrapper: the logic is scripts/generate-migration.py, run with $PYTHON (default python3; use the
+# project's venv so its SQLAlchemy and drivers are found). Usage and exit codes: --help
 set -u
 src="${BASH_SOURCE[0]}"
-while [ -L "$src" ]; do  # follow symlinks to the real scripts/ directory (the templates are found from there)
+while [ -L "$src" ]; do  # follow symlinks to the real scripts/ directory
     dir="$(cd -P -- "$(dirname -- "$src")" && pwd)"
     src="$(readlink -- "$src")"
     [[ "$src" == /* ]] || src="$dir/$src"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Thin wrapper: the logic is scripts/setup-alembic.py, run with $PYTHON (default python3; use the project's venv).
-# Usage and exit codes: bash setup-alembic.sh --help
+# Write an async Alembic setup (alembic.ini, env.py) into the current project.
+# Thin wrapper: the logic is scripts/setup-alembic.py, run with $PYTHON (default python3; use the
+# project's venv so its SQLAlchemy and drivers are found). Usage and exit codes: --help
 set -u
 src="${BASH_SOURCE[0]}"
-while [ -L "$src" ]; do  # follow symlinks to the real scripts/ directory (the templates are found from there)
+while [ -L "$src" ]; do  # follow symlinks to the real scripts/ directory
     dir="$(cd -P -- "$(dirname -- "$src")" && pwd)"
     src="$(readlink -- "$src")"
     [[ "$src" == /* ]] || src="$dir/$src"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Check that an async SQLAlchemy app can reach its database; see --help.
-# Thin wrapper: runs scripts/test-connection.py with ${PYTHON:-python3} (use the app's venv python).
-set -euo pipefail
+# Check that an async SQLAlchemy app can reach its database.
+# Thin wrapper: the logic is scripts/test-connection.py, run with $PYTHON (default python3; use the
+# project's venv so its SQLAlchemy and drivers are found). Usage and exit codes: --help
+set -u
 src="${BASH_SOURCE[0]}"
 while [ -L "$src" ]; do  # follow symlinks to the real scripts/ directory
     dir="$(cd -P -- "$(dirname -- "$src")" && pwd)"
@@ -9,4 +10,10 @@ while [ -L "$src" ]; do  # follow symlinks to the real scripts/ directory
     [[ "$src" == /* ]] || src="$dir/$src"
 done
 here="$(cd -P -- "$(dirname -- "$src")" && pwd)"
-exec "${PYTHON:-python3}" "$here/test-connection.py" "$@"
+py="${PYTHON:-python3}"
+if ! command -v "$py" >/dev/null 2>&1; then
+    echo "error: Python interpreter '$py' not found; set PYTHON=/path/to/your/venv/bin/python" >&2
+    case " $* " in *" --json "*) echo '{"ok": false, "error": "python interpreter not found (set PYTHON)", "exit_code": 3}' ;; esac
+    exit 3
+fi
+exec "$py" "$here/test-connection.py" "$@"

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from examples.fastapi_app import app as application  # your FastAPI app
 from templates.base_model import Base  # your declarative Base (all models imported by the app)
 from templates.scratch import scratch_url
-from templates.session_manager import DatabaseSettings, create_engine, get_session
+from templates.session_manager import DatabaseSettings, commit_or_rollback, create_engine, get_session
 
 # ------------------------------------------------------------------------------------------------
 
@@ -92,14 +92,8 @@ async def client(connection: AsyncConnection) -> AsyncIterator[httpx.AsyncClient
     async def session_for_request() -> AsyncIterator[AsyncSession]:
         # Same contract as get_session: commit when the endpoint returns, roll back on error.
         # The override keeps the scope declared at Depends(..., scope="function").
-        async with sessions() as s:
-            try:
-                yield s
-            except BaseException:
-                await s.rollback()
-                raise
-            else:
-                await s.commit()
+        async with commit_or_rollback(sessions) as s:
+            yield s
 
     application.dependency_overrides[get_session] = session_for_request
     try:

@@ -188,14 +188,13 @@ def create_lifespan(
 lifespan = create_lifespan()
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request; commit if the endpoint returned normally, else roll back.
+@asynccontextmanager
+async def commit_or_rollback(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session that commits when the block ends normally and rolls back when it raises.
 
-    Use it through ``SessionDep`` (``scope="function"``): the code after ``yield`` then runs
-    when the endpoint returns and **before** the response is sent, so an IntegrityError at
-    commit reaches the error handlers (-> 409) instead of being raised after a 2xx went out.
+    The unit of work behind ``get_session``; a test fixture that overrides ``get_session`` uses
+    it too (``templates/conftest.py``), so tests keep the production contract.
     """
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         try:
             yield session
@@ -204,6 +203,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await session.commit()
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request; commit if the endpoint returned normally, else roll back.
+
+    Use it through ``SessionDep`` (``scope="function"``): the code after ``yield`` then runs
+    when the endpoint returns and **before** the response is sent, so an IntegrityError at
+    commit reaches the error handlers (-> 409) instead of being raised after a 2xx went out.
+    """
+    async with commit_or_rollback(request.app.state.sessionmaker) as session:
+        yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

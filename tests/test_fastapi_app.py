@@ -27,7 +27,7 @@ from examples.user_model import Post, User
 from templates.base_model import utcnow
 from templates.query_counter import count_queries
 from templates.scratch import scratch_url
-from templates.session_manager import DatabaseSettings, SessionDep, get_session, install_error_handlers
+from templates.session_manager import DatabaseSettings, SessionDep, commit_or_rollback, get_session, install_error_handlers
 
 
 @asynccontextmanager
@@ -247,14 +247,8 @@ async def test_dependency_override_keeps_the_declared_scope(
     sessions = api[0].state.sessionmaker
 
     async def replacement() -> AsyncIterator[AsyncSession]:
-        async with sessions() as s:
-            try:
-                yield s
-            except BaseException:
-                await s.rollback()
-                raise
-            else:
-                await s.commit()
+        async with commit_or_rollback(sessions) as s:
+            yield s
 
     guarded.dependency_overrides[get_session] = replacement
     email = unique_email("override")
