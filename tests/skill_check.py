@@ -239,12 +239,27 @@ def check_names(root: Path) -> list[str]:
     return problems
 
 
+REFERENCE_MAX_LINES = 299  # "under 300 lines"
+REFERENCE_CONTENTS_FROM = 100  # longer references need a contents list
+
+
+def check_references(root: Path) -> list[str]:
+    problems = []
+    for ref in sorted((root / "references").glob("*.md")):
+        lines = ref.read_text("utf-8", "replace").splitlines()
+        if len(lines) > REFERENCE_MAX_LINES:
+            problems.append(f"references/{ref.name} is {len(lines)} lines (budget: under 300)")
+        if len(lines) > REFERENCE_CONTENTS_FROM and not any(ln.strip().lower().lstrip("#* ").startswith("contents") for ln in lines[:40]):
+            problems.append(f"references/{ref.name} is over {REFERENCE_CONTENTS_FROM} lines and has no contents list near the top")
+    return problems
+
+
 def check_all(root: Path, folder_name: str | None = SKILL_NAME) -> list[str]:
     skill = root / "SKILL.md"
     if not skill.exists():
         return ["SKILL.md is missing"]
     raw = skill.read_bytes()
-    return check_frontmatter(raw, folder_name) + check_body(raw) + check_paths(root) + check_reachability(root) + check_names(root)
+    return check_frontmatter(raw, folder_name) + check_body(raw) + check_paths(root) + check_reachability(root) + check_names(root) + check_references(root)
 
 
 if __name__ == "__main__":

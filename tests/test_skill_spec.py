@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from skill_check import check_all, check_body, check_frontmatter, check_paths, check_reachability, check_names
+from skill_check import check_all, check_body, check_frontmatter, check_names, check_paths, check_reachability, check_references
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRE_ALL = os.environ.get("REQUIRE_ALL_BACKENDS", "").strip() not in ("", "0", "false", "no")
@@ -123,3 +123,12 @@ def test_skills_ref_validate(tmp_path: Path) -> None:
     wrong = copy_skill(tmp_path / "other", "wrong-folder-name")
     proc = subprocess.run([exe, "validate", str(wrong)], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0, "skills-ref accepted a folder whose name differs from the skill name"
+
+
+def test_checker_rejects_long_reference_and_missing_contents(tmp_path: Path) -> None:
+    skill = copy_skill(tmp_path)
+    (skill / "references" / "long.md").write_text("# Long\n\n" + "text\n" * 300)
+    problems = check_references(skill)
+    assert any("long.md is 302 lines" in p for p in problems), problems
+    assert any("long.md" in p and "contents" in p for p in problems), problems
+    assert check_references(ROOT) == []
