@@ -177,8 +177,15 @@ class PrivateMariaDB:
 
     def start(self) -> None:
         user = ["--user=mysql"] if self.as_root else []
+        # Own tmpdir: at startup mariadbd deletes every '#sql*' file in its tmpdir, which with the
+        # default /tmp includes the temporary tables the shared server is using at that moment
+        # ("Error on delete of '/tmp/#sql-temptable-...MAI'" in a concurrent test).
+        tmpdir = self.dir / "tmp"
+        tmpdir.mkdir(exist_ok=True)
+        if self.as_root:
+            shutil.chown(tmpdir, "mysql", "mysql")
         self.proc = subprocess.Popen(
-            [self.server_bin, "--no-defaults", f"--datadir={self.data}", f"--port={self.port}",
+            [self.server_bin, "--no-defaults", f"--datadir={self.data}", f"--port={self.port}", f"--tmpdir={tmpdir}",
              "--bind-address=127.0.0.1", f"--socket={self.dir / 'sock'}", f"--pid-file={self.dir / 'pid'}",
              f"--log-error={self.dir / 'err.log'}", "--skip-log-bin", "--innodb-buffer-pool-size=16M", *user],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

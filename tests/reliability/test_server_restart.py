@@ -15,6 +15,8 @@ Proven here:
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -211,3 +213,13 @@ async def test_ordinary_database_errors_are_not_unavailable(restart_pg: PrivateP
         assert not is_database_unavailable(syntax.value)
     finally:
         await engine.dispose()
+
+
+def test_private_mariadb_keeps_its_temp_files_to_itself(own_mariadb: PrivateMariaDB) -> None:
+    """mariadbd deletes every '#sql*' file in its tmpdir at startup; sharing /tmp with the suite's
+    shared server made that server's queries fail ("Error on delete of '/tmp/#sql-temptable-...'")
+    whenever a private server started in a parallel test."""
+    client = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
+    out = subprocess.run([client, "--no-defaults", "-h127.0.0.1", f"-P{own_mariadb.port}", "-uroot", "-N", "-e",
+                          "SELECT @@tmpdir"], capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert out == str(own_mariadb.dir / "tmp"), out
