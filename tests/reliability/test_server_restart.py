@@ -120,7 +120,11 @@ async def test_app_recovers_within_5s_after_restart_under_load(request: pytest.F
                         break
                     await asyncio.sleep(0.05)
                 load.phase = "recovered"
-                await asyncio.sleep(0.5)
+                # Let every client complete a write after recovery (bounded: a loaded CI machine
+                # may need more than a fixed half second).
+                deadline = time.monotonic() + 15
+                while load.statuses("recovered")[201] < CLIENTS and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
             finally:
                 load.stop.set()
                 await asyncio.gather(*tasks)
