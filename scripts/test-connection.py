@@ -717,8 +717,9 @@ def main(argv: list[str]) -> None:
         return
 
     budget = max(0.05, args.timeout - (time.monotonic() - STARTED) - 0.25)
-    # Last resort if the event loop itself gets stuck: answer and leave shortly after the deadline.
-    watchdog = threading.Timer(budget + 1.0, lambda: finish(
+    # Last resort if the event loop itself gets stuck: answer and leave just before the deadline
+    # (the first of the two to finish() wins; finish() emits once).
+    watchdog = threading.Timer(budget + 0.2, lambda: finish(
         failed(result, sl.EXIT_PROBLEMS, "timeout", f"no result within {args.timeout:g} s (stuck)",
                hint_for("timeout", url, args.timeout)), as_json))
     watchdog.daemon = True

@@ -473,13 +473,20 @@ def test_closed_port_is_refused(scheme: str) -> None:
     assert r.rc == 1 and r.data["error_kind"] == "refused", r
 
 
+def assert_within_budget(r: Run, timeout: float) -> None:
+    """The contract: the script answers within --timeout. Its own clock starts before its imports
+    (``elapsed_ms``) and gets a small margin for emitting; the wall clock, which also counts
+    interpreter start-up on a loaded CI machine, must stay far below the 30 s hang being cut off."""
+    assert r.data["elapsed_ms"] <= timeout * 1000 + 750, r.data["elapsed_ms"]
+    assert r.wall < timeout + 8, r.wall
+
+
 @pytest.mark.parametrize("scheme", ASYNC_SCHEMES)
 def test_silent_server_times_out_within_the_limit(scheme: str, silent_server: int) -> None:
     timeout = 2.0
     r = run(f"{scheme}://u:{SECRET}@127.0.0.1:{silent_server}/db", "--json", "--timeout", str(timeout))
     assert r.rc == 1 and r.data["error_kind"] == "timeout", r
-    # the contract: the script returns within --timeout (margin: interpreter start-up, loaded CI)
-    assert r.wall < timeout + 1.5, r.wall
+    assert_within_budget(r, timeout)
     human = run(f"{scheme}://u:{SECRET}@127.0.0.1:{silent_server}/db", "--timeout", "1")
     assert human.rc == 1 and "FAILED (timeout)" in human.out, human
 
@@ -498,7 +505,7 @@ def test_hanging_dns_lookup_still_returns_within_the_limit(tmp_path: Path) -> No
     r = run(f"postgresql+asyncpg://u:{SECRET}@hangs.invalid/db", "--json", "--timeout", "2",
             env={"PYTHONPATH": str(tmp_path)})
     assert r.rc == 1 and r.data["error_kind"] == "timeout" and "resolving" in r.data["error"], r
-    assert r.wall < 2 + 1.5, r.wall
+    assert_within_budget(r, 2)
 
 
 def test_blocked_event_loop_is_cut_off_by_the_watchdog(tmp_path: Path) -> None:
@@ -513,7 +520,7 @@ def test_blocked_event_loop_is_cut_off_by_the_watchdog(tmp_path: Path) -> None:
     r = run(f"postgresql+asyncpg://u:{SECRET}@127.0.0.1:{free_port()}/db", "--json", "--timeout", "2",
             env={"PYTHONPATH": str(tmp_path)})
     assert r.rc == 1 and r.data["error_kind"] == "timeout", r
-    assert r.wall < 2 + 1.5, r.wall
+    assert_within_budget(r, 2)
 
 
 @pytest.mark.parametrize("scheme", ASYNC_SCHEMES)
