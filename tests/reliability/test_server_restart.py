@@ -100,7 +100,9 @@ async def test_app_recovers_within_5s_after_restart_under_load(request: pytest.F
             load = Load(client)
             tasks = [asyncio.create_task(load.client_loop(n)) for n in range(CLIENTS)]
             try:
-                await asyncio.sleep(0.5)
+                deadline = time.monotonic() + 15  # bounded: every client has written once before the stop
+                while load.statuses("before")[201] < CLIENTS and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
                 load.phase = "stopping"
                 await asyncio.to_thread(server.stop)  # PostgreSQL: pg_ctl stop -m fast; MariaDB: SIGTERM
                 load.phase = "down"
