@@ -45,40 +45,34 @@ def require_tools(*, need_pgbouncer: bool = False, mariadb: bool = False) -> Non
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def private_pg() -> Iterator[PrivatePostgres]:
-    """A private PostgreSQL shared by the tests that do not stop it (PgBouncer tests)."""
-    require_tools()
-    server = PrivatePostgres()
+def running(server: PrivatePostgres | PrivateMariaDB) -> Iterator[Any]:
+    """Initialise and start ``server``; remove it (process and directory) afterwards."""
     try:
         server.init()
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture(scope="session")
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL shared by the tests that do not stop it (PgBouncer tests)."""
+    require_tools()
+    yield from running(PrivatePostgres())
 
 
 @pytest.fixture(scope="module")
 def own_pg() -> Iterator[PrivatePostgres]:
     """A private PostgreSQL for one test module, which may stop and restart it."""
     require_tools()
-    server = PrivatePostgres()
-    try:
-        server.init()
-        yield server
-    finally:
-        server.destroy()
+    yield from running(PrivatePostgres())
 
 
 @pytest.fixture(scope="module")
 def own_mariadb() -> Iterator[PrivateMariaDB]:
     """A private MariaDB for one test module, which may stop and restart it."""
     require_tools(mariadb=True)
-    server = PrivateMariaDB()
-    try:
-        server.init()
-        yield server
-    finally:
-        server.destroy()
+    yield from running(PrivateMariaDB())
 
 
 @pytest.fixture
