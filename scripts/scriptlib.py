@@ -1,5 +1,8 @@
 """Shared plumbing for the skill's scripts (setup-alembic, generate-migration, test-connection,
-optimize-queries): exit codes, password masking, URL parsing, JSON/human output.
+optimize-queries): exit codes, password masking, URL parsing, JSON/human output, the argument
+parser class, the pip-package map, text shortening and the AST keyword lookup.
+
+Every script imports it the same way: ``sys.path.insert(0, <scripts dir>)`` then ``import scriptlib``.
 
 Every script: ``--json`` prints exactly one JSON object on stdout; human text otherwise;
 diagnostics go to stderr; passwords never appear in any output.
@@ -7,6 +10,8 @@ diagnostics go to stderr; passwords never appear in any output.
 
 from __future__ import annotations
 
+import argparse
+import ast
 import importlib.util
 import json
 import os
@@ -58,10 +63,39 @@ class EnvironmentProblem(Exception):
     """Missing package or setup: exit 3."""
 
 
+# Python module -> the package pip installs it from (drivers, SQLAlchemy, tools the scripts use).
+PIP_PACKAGES = {
+    "asyncpg": "asyncpg",
+    "aiomysql": "aiomysql",
+    "pymysql": "PyMySQL",
+    "asyncmy": "asyncmy",
+    "aiosqlite": "aiosqlite",
+    "psycopg": "psycopg[binary]",
+    "psycopg_async": "psycopg[binary]",
+    "psycopg_pool": "psycopg-pool",
+    "psycopg2": "psycopg2-binary",
+    "pg8000": "pg8000",
+    "MySQLdb": "mysqlclient",
+    "mysql": "mysql-connector-python",
+    "mariadb": "mariadb",
+    "greenlet": "sqlalchemy[asyncio]",
+    "sqlalchemy": "sqlalchemy[asyncio]",
+    "oracledb": "oracledb",
+    "aioodbc": "aioodbc",
+    "pyodbc": "pyodbc",
+    "alembic": "alembic",
+}
+
+
+def pip_package(module: str) -> str:
+    """The pip package that provides ``module`` (the module's own name when unknown)."""
+    return PIP_PACKAGES.get(module, module)
+
+
 def require_module(module: str, pip_name: str | None = None) -> None:
     """Exit-3 style error (raises EnvironmentProblem) when ``module`` cannot be imported."""
     if importlib.util.find_spec(module) is None:
-        pkg = pip_name or module
+        pkg = pip_name or pip_package(module)
         raise EnvironmentProblem(f"package {pkg!r} is not installed; install it with: pip install '{pkg}'")
 
 
@@ -96,6 +130,25 @@ def masked_url(url: Any) -> str:
 def bounded(items: list[Any], limit: int = MAX_LIST) -> tuple[list[Any], int]:
     """The first ``limit`` items and how many were left out."""
     return items[:limit], max(0, len(items) - limit)
+
+
+def shorten(text: Any, limit: int = 400) -> str:
+    """``text`` on one line (whitespace folded), cut to ``limit`` characters with "...", masked."""
+    one = " ".join(str(text).split())
+    return mask(one if len(one) <= limit else one[: limit - 3] + "...")
+
+
+def call_kwarg(call: ast.Call, name: str) -> ast.expr | None:
+    """The value of keyword argument ``name`` in ``call`` (AST), or None."""
+    return next((kw.value for kw in call.keywords if kw.arg == name), None)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse without its own printing and ``exit(2)``: errors raise ``UsageError`` so the script's
+    one exit path reports them (JSON included) with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise UsageError(f"{message} (see --help)")
 
 
 def info(*parts: Any) -> None:
