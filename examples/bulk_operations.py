@@ -36,9 +36,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.dml import Insert
 
 from templates.base_model import Base
+from templates.database import create_sessionmaker
 from templates.query_counter import count_queries
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 
 class BulkProduct(Base):

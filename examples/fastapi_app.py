@@ -12,7 +12,7 @@ Run:   ``python examples/fastapi_app.py`` - drives the app through httpx ``ASGIT
 Serve: ``DATABASE_URL=postgresql+asyncpg://... uvicorn examples.fastapi_app:app`` (a demo: it
        works in a scratch schema/database made at startup and dropped at shutdown, so it never
        writes into existing tables; without DATABASE_URL it uses a SQLite file in the temp dir).
-Tests: ``create_app(settings)`` builds an app on any database; ``tests/test_fastapi_app.py``.
+Tests: ``create_app(settings)`` builds the same app on any database, so a test suite can run it on its own server.
 """
 
 from __future__ import annotations
@@ -40,18 +40,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import selectinload
 
-from examples.user_model import Post, PostTag, Tag, User
 from templates.base_model import Base
+from templates.database import DatabaseSettings
+from templates.fastapi_integration import SessionDep, create_lifespan, health_router, install_error_handlers
+from templates.models import Post, PostTag, Tag, User
 from templates.query_counter import count_queries
 from templates.repository import MAX_PAGE_SIZE, InvalidCursor, Repository
 from templates.scratch import scratch_url
-from templates.session_manager import (
-    DatabaseSettings,
-    SessionDep,
-    create_lifespan,
-    health_router,
-    install_error_handlers,
-)
 
 # --- API schemas -----------------------------------------------------------------------------
 

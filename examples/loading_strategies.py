@@ -1,17 +1,25 @@
 """Relationship loading in async SQLAlchemy: which loader to use, and how many statements it costs.
 
-Shows, each with its SQL statement count asserted (``templates.query_counter.count_queries``):
+Shows nine topics, each with its SQL statement count asserted (``templates.query_counter.count_queries``);
+the function that shows it is named after the arrow:
 
-- ``lazy="raise"`` (the default of examples/user_model.py): an unloaded relationship raises, 0 SQL;
-- ``selectinload`` for collections: 1 + 1 statements however many parents (up to 500 per batch);
-- ``joinedload`` for many-to-one: 1 statement; on a collection it needs ``.unique()``;
-- filtered collections: ``contains_eager`` on your own JOIN, or ``selectinload(rel.and_(...))``
-  (and why both need ``populate_existing``); ``session.refresh(obj, ["rel"])`` to load one later;
-- ``raiseload("*")`` as a query option, for models whose relationships still lazy-load, and
-  ``load_only(..., raiseload=True)`` for columns;
-- ``MissingGreenlet``: what an implicit lazy load does in async code;
-- ``AsyncAttrs.awaitable_attrs``: an explicit lazy load (one statement per object: N+1 in a loop);
-- write-only collections (``WriteOnlyMapped``) for collections too large to load.
+1. ``lazy="raise"`` (the default of templates/models.py): an unloaded relationship raises, 0 SQL
+   -> ``demo`` (first block);
+2. ``selectinload`` for collections: 1 + 1 statements however many parents (up to 500 per batch)
+   -> ``users_with_posts``, ``users_with_posts_and_tags`` (chained);
+3. ``joinedload`` for many-to-one: 1 statement -> ``posts_with_author``; on a collection it needs
+   ``.unique()`` -> ``users_with_posts_joined`` / ``joined_collection_without_unique``;
+4. filtered collections: ``contains_eager`` on your own JOIN -> ``users_with_matching_posts``, or
+   ``selectinload(rel.and_(...))`` -> ``users_with_posts_matching`` (and why both need
+   ``populate_existing``);
+5. loading one relationship later: ``session.refresh(obj, ["rel"])`` -> ``load_posts_later``;
+6. ``raiseload("*")`` as a query option, for models whose relationships still lazy-load
+   -> ``projects_raiseload``, and ``load_only(..., raiseload=True)`` for columns -> ``post_titles``;
+7. ``MissingGreenlet``: what an implicit lazy load does in async code -> ``raises_missing_greenlet``;
+8. ``AsyncAttrs.awaitable_attrs``: an explicit lazy load (one statement per object: N+1 in a loop)
+   -> ``task_counts_awaitable`` against ``task_counts_selectin``;
+9. write-only collections (``WriteOnlyMapped``) for collections too large to load -> ``add_events``,
+   ``bulk_add_events``, ``latest_events``, ``count_events``, ``prune_events``.
 
 Use when: choosing loader options for async queries, fixing ``MissingGreenlet`` or an N+1.
 Run: ``python examples/loading_strategies.py`` (DATABASE_URL optional; default embedded SQLite).
@@ -44,11 +52,11 @@ from sqlalchemy.orm import (
     selectinload,
 )
 
-from examples.user_model import Post, PostTag, Tag, User
 from templates.base_model import Base
+from templates.database import create_sessionmaker
+from templates.models import Post, PostTag, Tag, User
 from templates.query_counter import QueryLog, count_queries
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 # --- Models of this example only (ls_ prefix) ----------------------------------------------
 

@@ -13,7 +13,7 @@ Shows, against DATABASE_URL (default: embedded SQLite) inside a scratch namespac
    SQLite engine (PRAGMA foreign_keys=ON) is refused by env.py: batch mode would cascade-delete.
 
 Use when: adding Alembic to an async project, writing a data migration, or migrating at startup.
-Run: ``python examples/migration_examples.py`` (DATABASE_URL optional).
+Run: ``python examples/migrations.py`` (DATABASE_URL optional).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E40
 from sqlalchemy.pool import NullPool  # noqa: E402
 
 from scripts.migration_tools import review_revision  # noqa: E402
+from templates.database import DatabaseSettings, create_db_engine  # noqa: E402
 from templates.query_counter import count_queries  # noqa: E402
 from templates.scratch import scratch_url  # noqa: E402
-from templates.session_manager import DatabaseSettings, create_engine  # noqa: E402
 
 MODELS = '''\
 from __future__ import annotations
@@ -123,7 +123,7 @@ def make_app(url: str, connect_args: dict[str, Any], config: Config) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await migrate_at_startup(url, connect_args, config)  # before the first request
-        app.state.engine = create_engine(DatabaseSettings(url=url, connect_args=connect_args))
+        app.state.engine = create_db_engine(DatabaseSettings(url=url, connect_args=connect_args))
         try:
             yield
         finally:
@@ -253,8 +253,8 @@ async def walkthrough(project: Project, url: str, connect_args: dict[str, Any]) 
         assert rows == 0 and await project.current() == widen.revision
     print(f"5. FastAPI lifespan ran upgrade head at startup: base -> {widen.revision}")
 
-    if dialect == "sqlite":  # the app's engine (templates.session_manager) turns foreign keys on
-        app_engine = create_engine(DatabaseSettings(url=url, connect_args=connect_args))
+    if dialect == "sqlite":  # the app's engine (templates.database) turns foreign keys on
+        app_engine = create_db_engine(DatabaseSettings(url=url, connect_args=connect_args))
         try:
             async with app_engine.begin() as conn:
                 await conn.run_sync(upgrade_to_head, project.config())

@@ -27,10 +27,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from examples.user_model import Post, PostTag, Tag, User
 from templates.base_model import Base
+from templates.database import create_sessionmaker
+from templates.models import Post, PostTag, Tag, User
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)  # whole seconds: a plain DATETIME keeps no fraction
 

@@ -45,11 +45,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction, selectinload
 
-from examples.user_model import Post, User
 from templates.base_model import Base
+from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker
+from templates.models import Post, User
 from templates.query_counter import count_queries
 from templates.scratch import scratch_url
-from templates.session_manager import DatabaseSettings, create_engine, create_sessionmaker
 
 PINNED = "read_replica.pinned_to_primary"  # session.info key: this transaction uses the primary
 
@@ -132,10 +132,10 @@ async def main() -> None:
         def settings(url: Any, connect_args: dict[str, Any]) -> DatabaseSettings:
             return DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args)
 
-        primary = create_engine(settings(primary_url, primary_args))
-        replica = create_engine(settings(replica_url, replica_args))
+        primary = create_db_engine(settings(primary_url, primary_args))
+        replica = create_db_engine(settings(replica_url, replica_args))
         make_read_only(replica)
-        replica_writer = create_engine(settings(replica_url, replica_args))  # the "replication" process
+        replica_writer = create_db_engine(settings(replica_url, replica_args))  # the "replication" process
         try:
             tables = [User.__table__, Post.__table__]
             for engine in (primary, replica_writer):

@@ -18,7 +18,8 @@ Shows:
 
 Use when: a batch must survive individual bad rows, when you run SERIALIZABLE / REPEATABLE READ
 transactions or lock rows (retries are then part of the contract), when building a job queue.
-Reuse: ``from examples.transactions import run_in_transaction`` (or copy the function).
+The retry helper and the error classification are templates (``templates/retry.py``,
+``templates/db_errors.py``); this file shows them at work.
 Run: ``python examples/transactions.py`` (DATABASE_URL optional; default embedded SQLite).
 """
 
@@ -26,34 +27,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import sqlite3
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import String, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from templates.base_model import Base
+from templates.database import create_sessionmaker
+from templates.db_errors import db_error_codes
+from templates.retry import run_in_transaction
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# PostgreSQL: serialization_failure, deadlock_detected (Appendix A, "PostgreSQL Error Codes").
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
-# MySQL/MariaDB: ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT. After 1213 InnoDB has rolled the whole
-# transaction back; after 1205 only the statement - we roll back and rerun everything either way.
-RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205})
-
 
 class TxAccount(Base):
     __tablename__ = "tx_accounts"
@@ -69,99 +63,6 @@ class TxJob(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     payload: Mapped[str] = mapped_column(String(100))
     claimed_by: Mapped[str | None] = mapped_column(String(50), default=None)
-
-
-def db_error_codes(exc: BaseException) -> tuple[str | None, int | None]:
-    """``(SQLSTATE, MySQL error number)`` behind a SQLAlchemy ``DBAPIError``, whichever driver raised it.
-
-    ``exc.orig`` is the driver's exception: asyncpg (through SQLAlchemy's adapter) and psycopg 3
-    expose the SQLSTATE as ``sqlstate``, psycopg2 as ``pgcode``; aiomysql, asyncmy and PyMySQL put
-    the MySQL error number in ``args[0]`` (recent PyMySQL also sets ``sqlstate``). Check the error
-    number on MySQL: 1205 (lock wait timeout) comes with the catch-all SQLSTATE HY000.
-    """
-    if not isinstance(exc, DBAPIError):
-        return None, None
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    args = getattr(orig, "args", ())
-    errno = args[0] if args else getattr(orig, "errno", None)
-    return (sqlstate if isinstance(sqlstate, str) else None), (errno if isinstance(errno, int) else None)
-
-
-def is_sqlite_busy(orig: BaseException | None) -> bool:
-    """SQLITE_BUSY and its extended codes (BUSY_SNAPSHOT 517 ...): "database is locked"."""
-    if not isinstance(orig, sqlite3.Error):
-        return False
-    code = getattr(orig, "sqlite_errorcode", None)  # Python 3.11+
-    return (code & 0xFF) == 5 if isinstance(code, int) else "database is locked" in str(orig)
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """True when the database aborted the transaction because of a concurrent one: serialization
-    failure or deadlock (PostgreSQL 40001/40P01, MySQL 1213/1205), SQLite busy.
-
-    A lost connection is not retried: whether its COMMIT happened is unknown.
-    """
-    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
-        return False
-    sqlstate, errno = db_error_codes(exc)
-    return sqlstate in RETRYABLE_SQLSTATES or errno in RETRYABLE_MYSQL_ERRORS or is_sqlite_busy(exc.orig)
-
-
-async def run_in_transaction(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    fn: Callable[[AsyncSession], Awaitable[T]],
-    *,
-    attempts: int = 5,
-    backoff: float = 0.05,
-    max_backoff: float = 2.0,
-    isolation_level: str | None = None,
-    sqlite_immediate: bool = True,
-    retry_if: Callable[[BaseException], bool] = is_retryable,
-    on_retry: Callable[[int, BaseException, float], None] | None = None,
-) -> T:
-    """Run ``await fn(session)`` in a new session and transaction; commit; return its result.
-
-    When the transaction fails with an error ``retry_if`` accepts (default ``is_retryable``:
-    serialization failure, deadlock, SQLite busy), it is rolled back and ``fn`` runs again in a
-    *new* session after ``uniform(0, min(max_backoff, backoff * 2**(n-1)))`` seconds ("full
-    jitter"), up to ``attempts`` runs in total; then the last error is raised. Other errors
-    propagate at once.
-
-    ``fn`` must do all its work through ``session`` and must not commit: the helper commits, and
-    the commit (where PostgreSQL may report 40001) is inside the retried block. Keep side
-    effects outside the database (e-mails, HTTP calls) out of ``fn``; it may run several times.
-    ``isolation_level`` (e.g. ``"SERIALIZABLE"``) applies to this transaction only.
-    ``sqlite_immediate``: on an engine from ``templates.session_manager.create_engine``, SQLite
-    starts with BEGIN IMMEDIATE (write lock first: concurrent writers wait up to busy_timeout
-    instead of failing with "database is locked" when they upgrade a read). Ignored elsewhere.
-    ``on_retry(attempt, error, delay)`` is called before each sleep (metrics, logging).
-    """
-    if attempts < 1:
-        raise ValueError(f"attempts must be >= 1, got {attempts}")
-    if backoff < 0 or max_backoff < 0:
-        raise ValueError("backoff and max_backoff must be >= 0")
-    attempt = 1
-    while True:
-        try:
-            async with sessionmaker() as session, session.begin():
-                # Options for this transaction only, given on the first use of its connection
-                # (before BEGIN); the pool resets the isolation level when the connection returns.
-                options: dict[str, str] = {"sqlite_begin": "IMMEDIATE"} if sqlite_immediate else {}
-                if isolation_level is not None:
-                    options["isolation_level"] = isolation_level
-                if options:
-                    await session.connection(execution_options=options)
-                return await fn(session)
-        except Exception as exc:
-            if attempt >= attempts or not retry_if(exc):
-                raise
-            delay = random.uniform(0, min(max_backoff, backoff * 2 ** (attempt - 1)))
-            log.info("attempt %d/%d failed with %s; retrying in %.3fs", attempt, attempts, db_error_codes(exc), delay)
-            if on_retry is not None:
-                on_retry(attempt, exc, delay)
-            await asyncio.sleep(delay)
-            attempt += 1
 
 
 class Rendezvous:

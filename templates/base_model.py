@@ -117,7 +117,7 @@ class SoftDeleteMixin:
     @classmethod
     def live(cls) -> ColumnElement[bool]:
         """WHERE criterion for rows that are not soft-deleted: ``select(User).where(User.live())``."""
-        return cls.deleted_at.is_(None)  # type: ignore[attr-defined, no-any-return]
+        return cls.deleted_at.is_(None)
 
 
 class VersionedMixin:

@@ -1,7 +1,7 @@
 """Pytest fixtures for YOUR test suite: async SQLAlchemy 2.x + FastAPI, every test rolled back.
 
 Copy to ``tests/conftest.py`` and point the imports under "Your project" at your code (your app,
-your ``Base``, and where you copied ``scratch.py`` and ``session_manager.py``).
+your ``Base``, and where you copied ``scratch.py``, ``database.py`` and ``fastapi_integration.py``).
 Needs pytest-asyncio >= 1.0 and httpx. Run with ``TEST_DATABASE_URL`` set to a server you may
 create a schema (PostgreSQL) or database (MySQL/MariaDB) on; unset, an SQLite file is used.
 
@@ -12,7 +12,7 @@ Fixtures:
 - ``connection``: one connection per test inside an outer transaction, rolled back at teardown.
 - ``session``: an ``AsyncSession`` on that connection with ``join_transaction_mode=
   "create_savepoint"``: ``session.commit()`` only releases a SAVEPOINT, so the test's data still
-  disappears at teardown. (On aiosqlite this relies on the BEGIN hook in ``create_engine``.)
+  disappears at teardown. (On aiosqlite this relies on the BEGIN hook in ``create_db_engine``.)
 - ``client``: ``httpx.AsyncClient`` over ``ASGITransport``; the app's ``get_session`` dependency
   is overridden so each request gets its own session on the test's connection: what the endpoint
   commits, the test sees, and the rollback removes. App exceptions are re-raised in the test.
@@ -30,14 +30,16 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
+
+# --- Your project ------------------------------------------------------------------------------
+from app.main import app as application  # your FastAPI app
 from pytest_asyncio import is_async_test
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-# --- Your project ------------------------------------------------------------------------------
-from examples.fastapi_app import app as application  # your FastAPI app
 from templates.base_model import Base  # your declarative Base (all models imported by the app)
+from templates.database import DatabaseSettings, commit_or_rollback, create_db_engine
+from templates.fastapi_integration import get_session
 from templates.scratch import scratch_url
-from templates.session_manager import DatabaseSettings, commit_or_rollback, create_engine, get_session
 
 # ------------------------------------------------------------------------------------------------
 
@@ -54,7 +56,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 async def engine() -> AsyncIterator[AsyncEngine]:
     async with scratch_url(os.environ.get("TEST_DATABASE_URL") or "sqlite+aiosqlite://") as (url, connect_args):
         settings = DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args)
-        eng = create_engine(settings)
+        eng = create_db_engine(settings)
         try:
             async with eng.begin() as conn:
                 await conn.run_sync(Base.metadata.create_all)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from .session_manager import DatabaseSettings, create_engine
+from .database import DatabaseSettings, create_db_engine
 
 
 def default_url() -> str:
@@ -77,10 +77,10 @@ async def scratch_url(url: str | URL | None = None) -> AsyncIterator[tuple[URL, 
 
 @asynccontextmanager
 async def scratch_engine(url: str | URL | None = None, **overrides: Any) -> AsyncIterator[AsyncEngine]:
-    """An engine (from ``templates.session_manager.create_engine``) inside a fresh namespace."""
+    """An engine (from ``database.create_db_engine``) inside a fresh namespace."""
     async with scratch_url(url) as (target, connect_args):
         settings = DatabaseSettings(url=target.render_as_string(hide_password=False), connect_args=connect_args)
-        engine = create_engine(settings, **overrides)
+        engine = create_db_engine(settings, **overrides)
         try:
             yield engine
         finally:

@@ -33,8 +33,8 @@ from sqlalchemy.engine import URL, make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
+from templates.database import DatabaseSettings, create_db_engine  # noqa: E402
 from templates.scratch import scratch_url  # noqa: E402
-from templates.session_manager import DatabaseSettings, create_engine  # noqa: E402
 
 BACKENDS: dict[str, str | None] = {"sqlite": None, "postgresql": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}
 EXAMPLE_URLS = {
@@ -114,7 +114,7 @@ async def db_url(server_url: str) -> AsyncIterator[tuple[URL, dict[str, Any]]]:
 async def engine(db_url: tuple[URL, dict[str, Any]]) -> AsyncIterator[AsyncEngine]:
     """One engine per backend for the session, made by the template's ``create_engine``."""
     url, connect_args = db_url
-    eng = create_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
+    eng = create_db_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
     yield eng
     await eng.dispose()
 

@@ -100,9 +100,9 @@ async def microseconds_round_trip(url: str) -> tuple[datetime, datetime]:
     """Store an aware datetime with microseconds through the model; read it back from the row."""
     from parity_app.models import ApItem  # type: ignore[import-not-found]
 
-    from templates.session_manager import DatabaseSettings, create_engine, create_sessionmaker
+    from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker
 
-    engine = create_engine(DatabaseSettings(url=url))
+    engine = create_db_engine(DatabaseSettings(url=url))
     try:
         sessions = create_sessionmaker(engine)
         due = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=2)))

@@ -39,7 +39,7 @@ from templates.base_model import (
     UUIDPrimaryKeyMixin,
     VersionedMixin,
 )
-from templates.session_manager import create_sessionmaker
+from templates.database import create_sessionmaker
 
 PLUS_FIVE = timezone(timedelta(hours=5))
 SA_VERSION = tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2])

@@ -11,8 +11,8 @@ import random
 import uuid
 import warnings
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from contextlib import aclosing
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio.exc import AsyncMethodRequired
 
 from examples import bulk_operations as bo
-from examples.user_model import User
 from examples import streaming as st
 from templates.base_model import Base, utcnow
+from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker
+from templates.models import User
 from templates.query_counter import count_queries
-from templates.session_manager import DatabaseSettings, create_engine, create_sessionmaker
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +311,7 @@ async def test_upsert_with_a_mariadb_url(db_url: tuple[URL, dict[str, Any]], bac
     """``mariadb+aiomysql://`` names the dialect "mariadb" (``mysql+aiomysql://`` says "mysql")."""
     url, connect_args = db_url
     mariadb_url = url.set(drivername="mariadb+aiomysql").render_as_string(hide_password=False)
-    engine = create_engine(DatabaseSettings(url=mariadb_url, connect_args=connect_args))
+    engine = create_db_engine(DatabaseSettings(url=mariadb_url, connect_args=connect_args))
     try:
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from examples.user_model import User
+from templates.models import User
 
 EMAIL = "same-every-time@example.com"
 
@@ -113,14 +113,22 @@ def test_template_has_no_project_specific_code_beyond_its_import_block() -> None
     source = TEMPLATE.read_text()
     _, _, rest = source.partition("# --- Your project ---")
     block, _, body = rest.partition("# -------")
-    assert "from examples" in block and "from templates" in block
-    assert "examples" not in body and "templates." not in body
+    assert "from app.main import app" in block and "from templates" in block
+    assert "examples" not in source  # a template never imports an example
+    assert "app.main" not in body and "templates." not in body
+
+
+def make_user_app(pytester: pytest.Pytester) -> None:
+    """The user's project: ``app/main.py`` holds their FastAPI app (here the example's)."""
+    (pytester.path / "app").mkdir()
+    (pytester.path / "app" / "main.py").write_text("from examples.fastapi_app import app\n")
 
 
 def run_user_suite(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, server_url: str, backend: str, conftest: str
 ) -> pytest.RunResult:
     pytester.makeconftest(conftest)
+    make_user_app(pytester)
     pytester.makepyfile(test_users=USER_TESTS)
     # A config whose defaults work against the template (function-scoped loops); the template's
     # explicit loop_scope and its collection hook must win. Warnings are errors.
@@ -181,6 +189,7 @@ def test_without_the_loop_hook_server_drivers_hit_a_different_loop(
     template = TEMPLATE.read_text()
     start, end = template.index("def pytest_collection_modifyitems"), template.index("@pytest_asyncio.fixture(scope=")
     pytester.makeconftest(template[:start] + template[end:])
+    make_user_app(pytester)
     pytester.makepyfile(test_loop=LOOP_TESTS)
     pytester.makeini(f"[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\npythonpath = {ROOT}\n")
     monkeypatch.delenv("DATABASE_URL", raising=False)
@@ -200,9 +209,9 @@ def test_sqlite_without_the_begin_hook_lets_commits_escape(pytester: pytest.Pyte
     """A plain aiosqlite engine (no configure_sqlite): the driver commits on its own, SAVEPOINTs do
     not nest in the outer transaction, and rows written by one test are seen by the next."""
     template = TEMPLATE.read_text()
-    assert template.count("eng = create_engine(settings)") == 1
+    assert template.count("eng = create_db_engine(settings)") == 1
     plain = template.replace(
-        "eng = create_engine(settings)",
+        "eng = create_db_engine(settings)",
         "from sqlalchemy.ext.asyncio import create_async_engine\n        eng = create_async_engine(settings.url)",
     )
     result = run_user_suite(pytester, monkeypatch, "sqlite+aiosqlite://", "sqlite", plain)

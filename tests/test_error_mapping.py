@@ -3,7 +3,6 @@ and the FastAPI example's serve mode never writes into a database's existing tab
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
 from templates.base_model import Base
-from templates.session_manager import (
-    DatabaseSettings,
-    SessionDep,
-    create_lifespan,
-    create_engine,
-    health_router,
-    install_error_handlers,
-)
+from templates.database import DatabaseSettings, create_db_engine
+from templates.fastapi_integration import SessionDep, create_lifespan, health_router, install_error_handlers
 
 
 class EmParent(Base):
@@ -92,10 +85,10 @@ async def test_duplicate_and_missing_parent_are_409_but_a_not_null_bug_is_500(db
 async def test_not_null_violation_is_not_reported_as_conflict(db_url: tuple[URL, dict[str, Any]]) -> None:
     from sqlalchemy.exc import IntegrityError
 
-    from templates.session_manager import is_conflict
+    from templates.db_errors import is_conflict
 
     url, connect_args = db_url
-    engine = create_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
+    engine = create_db_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
     try:
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all, tables=[EmParent.__table__, EmChild.__table__])
@@ -125,7 +118,7 @@ async def test_health_answers_503_quickly_when_the_pool_is_exhausted(
 ) -> None:
     import time
 
-    import templates.session_manager as sm
+    import templates.fastapi_integration as sm
 
     monkeypatch.setattr(sm, "HEALTH_TIMEOUT_SECONDS", 0.5)
     app = build_app(db_url, pool_size=1, max_overflow=0, pool_timeout=30)

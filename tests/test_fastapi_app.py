@@ -23,11 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.pool import NullPool
 
 from examples.fastapi_app import UserIn, create_app
-from examples.user_model import Post, User
 from templates.base_model import utcnow
+from templates.database import DatabaseSettings, commit_or_rollback
+from templates.fastapi_integration import SessionDep, get_session, install_error_handlers
+from templates.models import Post, User
 from templates.query_counter import count_queries
 from templates.scratch import scratch_url
-from templates.session_manager import DatabaseSettings, SessionDep, commit_or_rollback, get_session, install_error_handlers
 
 
 @asynccontextmanager

@@ -19,7 +19,16 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sample_project.harness import (  # noqa: E402
-    METADATA, PASSWORD, PASSWORD_MARKERS, SCRIPTS, Run, alembic, edit_models, make_project, revision_files, script,
+    METADATA,
+    PASSWORD,
+    PASSWORD_MARKERS,
+    SCRIPTS,
+    Run,
+    alembic,
+    edit_models,
+    make_project,
+    revision_files,
+    script,
 )
 
 sys.path.insert(0, str(SCRIPTS))

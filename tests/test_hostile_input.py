@@ -29,9 +29,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from examples.fastapi_app import create_app
-from examples.user_model import Post, User
+from templates.database import DatabaseSettings
+from templates.models import Post, User
 from templates.scratch import scratch_url
-from templates.session_manager import DatabaseSettings
 
 MB = 1_000_000
 JSON = {"content-type": "application/json"}

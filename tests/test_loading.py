@@ -28,22 +28,22 @@ from examples.loading_strategies import (
     posts_with_author,
     projects_raiseload,
     prune_events,
+    raises_missing_greenlet,
     seed,
     seed_projects,
     sent,
     task_counts_awaitable,
     task_counts_selectin,
-    raises_missing_greenlet,
     users_with_matching_posts,
     users_with_posts,
     users_with_posts_and_tags,
     users_with_posts_joined,
     users_with_posts_matching,
 )
-from examples.user_model import Post, User
 from templates.base_model import Base
+from templates.database import create_sessionmaker
+from templates.models import Post, User
 from templates.query_counter import count_queries
-from templates.session_manager import create_sessionmaker
 
 USERS = 12
 POSTS_PER_USER = 2

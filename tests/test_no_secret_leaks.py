@@ -211,7 +211,7 @@ def offline_plans(script: Path, *, url: str, project: Path) -> list[Invocation]:
         return [Invocation(f"{name} closed port --json", bash(script, "x", "--json", "--url", url), None, project,
                            nonzero=True)]
     if name == "optimize-queries":
-        program = str(ROOT / "examples" / "user_model.py")
+        program = str(ROOT / "examples" / "relationships.py")
         return [Invocation(f"{name} closed port", bash(script, "--", sys.executable, program), url, project,
                            nonzero=True)]
     if name == "setup-alembic":

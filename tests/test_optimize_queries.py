@@ -388,7 +388,7 @@ LAYERED_APP = textwrap.dedent(
     from nplus1_query_in_loop import Base, CpbTask
     from sqlalchemy import select
     from templates.scratch import scratch_engine
-    from templates.session_manager import create_sessionmaker
+    from templates.database import create_sessionmaker
 
     async def tasks_of(session, project_id):
         return (await session.scalars(select(CpbTask).where(CpbTask.project_id == project_id))).all()

@@ -38,7 +38,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine  # noqa: E402
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, StaticPool  # noqa: E402
 
-from templates.session_manager import DatabaseSettings, create_engine, create_sessionmaker  # noqa: E402
+from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker  # noqa: E402
 
 BACKEND_PID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
 STALE_CONNECTION_ERROR = {
@@ -60,7 +60,7 @@ async def backend_pid(conn: AsyncConnection) -> int:
 
 
 async def test_default_pool_is_async_queue_pool(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
-    engine = create_engine(settings_for(db_url, pool_size=3, max_overflow=4, pool_timeout=7, pool_recycle=600))
+    engine = create_db_engine(settings_for(db_url, pool_size=3, max_overflow=4, pool_timeout=7, pool_recycle=600))
     try:
         pool = engine.pool
         assert type(pool) is AsyncAdaptedQueuePool  # servers and SQLite files alike
@@ -83,18 +83,18 @@ async def test_environment_settings_reach_the_pool(tmp_path: Path) -> None:
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'env.db'}",
         "DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "2", "DB_POOL_TIMEOUT": "5", "DB_POOL_RECYCLE": "300",
     })
-    engine = create_engine(settings)
+    engine = create_db_engine(settings)
     try:
         assert (engine.pool.size(), engine.pool._max_overflow, engine.pool.timeout(), engine.pool._recycle) == (4, 2, 5, 300)
     finally:
         await engine.dispose()
-    engine = create_engine(DatabaseSettings.from_env({"DATABASE_URL": settings.url, "DB_NULL_POOL": "1"}))
+    engine = create_db_engine(DatabaseSettings.from_env({"DATABASE_URL": settings.url, "DB_NULL_POOL": "1"}))
     assert type(engine.pool) is NullPool
     await engine.dispose()
 
 
 async def test_memory_sqlite_uses_one_static_connection() -> None:
-    engine = create_engine(DatabaseSettings(url="sqlite+aiosqlite://"))
+    engine = create_db_engine(DatabaseSettings(url="sqlite+aiosqlite://"))
     try:
         assert type(engine.pool) is StaticPool
         async with engine.begin() as conn:
@@ -107,8 +107,8 @@ async def test_memory_sqlite_uses_one_static_connection() -> None:
 
 
 async def test_null_pool_opens_a_connection_per_checkout(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
-    pooled = create_engine(settings_for(db_url))
-    unpooled = create_engine(settings_for(db_url, null_pool=True))
+    pooled = create_db_engine(settings_for(db_url))
+    unpooled = create_db_engine(settings_for(db_url, null_pool=True))
     try:
         assert type(unpooled.pool) is NullPool
         for engine, reused in ((pooled, True), (unpooled, False)):
@@ -121,7 +121,7 @@ async def test_null_pool_opens_a_connection_per_checkout(db_url: tuple[URL, dict
         assert not hasattr(unpooled.pool, "checkedout")  # NullPool keeps no count; status() only
 
         # NullPool ignores pool_size / max_overflow / pool_timeout: no limit on open connections
-        limited = create_engine(settings_for(db_url, null_pool=True, pool_size=1, max_overflow=0, pool_timeout=0.1))
+        limited = create_db_engine(settings_for(db_url, null_pool=True, pool_size=1, max_overflow=0, pool_timeout=0.1))
         held = [await limited.connect() for _ in range(4)]
         try:
             raw = [(await c.get_raw_connection()).driver_connection for c in held]
@@ -139,7 +139,7 @@ async def test_null_pool_opens_a_connection_per_checkout(db_url: tuple[URL, dict
 
 
 async def test_pool_timeout_after_size_plus_overflow(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
-    engine = create_engine(settings_for(db_url, pool_size=2, max_overflow=1, pool_timeout=0.3))
+    engine = create_db_engine(settings_for(db_url, pool_size=2, max_overflow=1, pool_timeout=0.3))
     held: list[AsyncConnection] = []
     try:
         for _ in range(3):  # pool_size + max_overflow
@@ -160,7 +160,7 @@ async def test_unlimited_pool_settings(
     db_url: tuple[URL, dict[str, Any]], backend: str, pool_size: int, max_overflow: int
 ) -> None:
     """pool_size=0 or max_overflow=-1 remove the limit: pool_timeout never triggers."""
-    engine = create_engine(settings_for(db_url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=0.1))
+    engine = create_db_engine(settings_for(db_url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=0.1))
     held = [await engine.connect() for _ in range(6)]
     try:
         assert engine.pool.checkedout() == 6
@@ -171,7 +171,7 @@ async def test_unlimited_pool_settings(
 
 
 async def test_waiting_checkout_gets_a_returned_connection(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
-    engine = create_engine(settings_for(db_url, pool_size=1, max_overflow=0, pool_timeout=30))
+    engine = create_db_engine(settings_for(db_url, pool_size=1, max_overflow=0, pool_timeout=30))
     try:
         first = await engine.connect()
 
@@ -190,7 +190,7 @@ async def test_waiting_checkout_gets_a_returned_connection(db_url: tuple[URL, di
 
 
 async def test_pool_recycle_replaces_old_connections(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
-    engine = create_engine(settings_for(db_url, pool_size=1, max_overflow=0, pool_recycle=1))
+    engine = create_db_engine(settings_for(db_url, pool_size=1, max_overflow=0, pool_recycle=1))
     try:
         async with engine.connect() as conn:
             first = (await conn.get_raw_connection()).driver_connection
@@ -223,7 +223,7 @@ async def test_pre_ping_replaces_a_connection_killed_by_the_server(
     admin = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
     try:
         for pre_ping in (True, False):
-            engine = create_engine(settings_for(db_url, pool_size=1, max_overflow=0), pool_pre_ping=pre_ping)
+            engine = create_db_engine(settings_for(db_url, pool_size=1, max_overflow=0), pool_pre_ping=pre_ping)
             try:
                 async with engine.connect() as conn:
                     killed = await backend_pid(conn)
@@ -250,7 +250,7 @@ async def test_pre_ping_replaces_a_connection_killed_by_the_server(
 
 
 async def test_sessions_return_their_connections(db_url: tuple[URL, dict[str, Any]], backend: str) -> None:
-    engine = create_engine(settings_for(db_url, pool_size=2, max_overflow=0, pool_timeout=30))
+    engine = create_db_engine(settings_for(db_url, pool_size=2, max_overflow=0, pool_timeout=30))
     sessionmaker = create_sessionmaker(engine)
     try:
         async def work(n: int) -> int:
@@ -304,7 +304,7 @@ async def test_connection_budget(engine: AsyncEngine, backend: str) -> None:
 
 def fork_and_query(url: str, dispose_in_child: bool) -> None:
     """Parent uses the pool, then forks; exit code = the child's exit code."""
-    engine = create_engine(DatabaseSettings(url=url))
+    engine = create_db_engine(DatabaseSettings(url=url))
 
     async def query() -> int:
         async with engine.connect() as conn:

@@ -17,11 +17,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from examples import query_patterns as qp
-from examples.user_model import Post, User
 from templates.base_model import Base
+from templates.database import create_sessionmaker
+from templates.models import Post, User
 from templates.query_counter import count_queries
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import selectinload
 
-from examples.user_model import Post, Tag, User
 from templates.base_model import Base, utcnow
+from templates.database import create_sessionmaker
+from templates.models import Post, Tag, User
 from templates.query_counter import count_queries
 from templates.repository import InvalidCursor, Repository
-from templates.session_manager import create_sessionmaker
 
 
 @pytest.fixture(scope="module")

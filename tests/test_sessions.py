@@ -1,7 +1,7 @@
 """Session lifecycle on every backend: begin() blocks, expire_on_commit, loading after the query,
 run_sync, one session per task, and what sharing one AsyncSession between tasks does.
 
-The functions under test are the ones in examples/async_context_examples.py (the reference quotes them).
+The functions under test are the ones in examples/session_lifecycle.py (the reference quotes them).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.exc import IllegalStateChangeError, IntegrityError, InvalidReque
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import lazyload
 
-from examples.async_context_examples import (
+from examples.session_lifecycle import (
     count_posts_in_own_session,
     create_user,
     failed_unit_of_work,
@@ -27,10 +27,10 @@ from examples.async_context_examples import (
     read_after_commit_with_expiry,
     share_one_session,
 )
-from examples.user_model import Post, User
 from templates.base_model import Base
+from templates.database import create_sessionmaker
+from templates.models import Post, User
 from templates.query_counter import count_queries
-from templates.session_manager import create_sessionmaker
 
 
 @pytest.fixture

@@ -16,7 +16,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sample_project.harness import (  # noqa: E402
-    METADATA, PASSWORD, PASSWORD_MARKERS, SKILL, Run, alembic, make_project, revision_files, script,
+    METADATA,
+    PASSWORD,
+    PASSWORD_MARKERS,
+    SKILL,
+    Run,
+    alembic,
+    make_project,
+    revision_files,
+    script,
 )
 
 TEMPLATES = SKILL / "templates"

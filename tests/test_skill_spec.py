@@ -8,8 +8,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from skill_check import check_all, check_body, check_frontmatter, check_names, check_paths, check_reachability, check_references
+from skill_check import (
+    check_all,
+    check_body,
+    check_frontmatter,
+    check_names,
+    check_paths,
+    check_reachability,
+    check_references,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRE_ALL = os.environ.get("REQUIRE_ALL_BACKENDS", "").strip() not in ("", "0", "false", "no")

@@ -27,17 +27,16 @@ from examples.transactions import (
     claim_job,
     concurrent_deposits,
     crossed_transfers,
-    db_error_codes,
     import_accounts,
-    is_retryable,
-    run_in_transaction,
     transfer,
     two_workers,
 )
 from templates.base_model import Base
+from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker
+from templates.db_errors import db_error_codes, is_retryable
 from templates.query_counter import count_queries
+from templates.retry import run_in_transaction
 from templates.scratch import scratch_engine
-from templates.session_manager import DatabaseSettings, create_engine, create_sessionmaker
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 
@@ -113,7 +112,7 @@ async def test_savepoint_rollback_keeps_earlier_work(sessionmaker: Sessionmaker)
     assert names == [f"{p}after", f"{p}kept"]
 
 
-# --- SQLite: why templates.session_manager.configure_sqlite emits BEGIN ----------------------
+# --- SQLite: why templates.database.configure_sqlite emits BEGIN ----------------------
 
 
 class SpBase(DeclarativeBase):
@@ -159,7 +158,7 @@ async def test_plain_aiosqlite_commits_a_released_savepoint(tmp_path: Path) -> N
 
 
 async def test_template_engine_rolls_back_savepoint_work_with_the_outer_transaction(tmp_path: Path) -> None:
-    engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'hooked.db'}"))
+    engine = create_db_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'hooked.db'}"))
     left, sent = await savepoint_then_abort(engine)
     assert left == []
     assert sent[:2] == ["BEGIN", "SAVEPOINT sa_savepoint_1"]
@@ -471,7 +470,7 @@ async def test_isolation_level_applies_to_one_transaction_only(
     settings = DatabaseSettings(
         url=url.render_as_string(hide_password=False), connect_args=connect_args, pool_size=1, max_overflow=0
     )
-    engine = create_engine(settings)  # one connection: the second run reuses the first one's
+    engine = create_db_engine(settings)  # one connection: the second run reuses the first one's
     try:
         sessionmaker = create_sessionmaker(engine)
         async with engine.connect() as conn:

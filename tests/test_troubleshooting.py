@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
@@ -46,11 +45,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine  # noqa: E402
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload  # noqa: E402
 from sqlalchemy.orm.exc import DetachedInstanceError  # noqa: E402
-from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, QueuePool  # noqa: E402
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool  # noqa: E402
 
-from examples.user_model import Post, User  # noqa: E402
 from templates.base_model import Base  # noqa: E402
-from templates.session_manager import DatabaseSettings, create_engine, create_sessionmaker  # noqa: E402
+from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker  # noqa: E402
+from templates.models import Post, User  # noqa: E402
 
 SA_21 = tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
 MISSING_GREENLET_20 = "greenlet_spawn has not been called; can't call await_only() here"
@@ -63,7 +62,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:R
 
 
 # Test-only models with the *default* lazy loading (lazy="select"), the setting that produces
-# MissingGreenlet. The shared models in examples/user_model.py use lazy="raise" instead.
+# MissingGreenlet. The shared models in templates/models.py use lazy="raise" instead.
 class TsAuthor(Base):
     __tablename__ = "ts_authors"
 
@@ -91,7 +90,7 @@ async def tables(engine: AsyncEngine) -> AsyncEngine:
 def engine_in(db_url: tuple[URL, dict[str, Any]], **settings: Any) -> AsyncEngine:
     """A private engine in the test namespace (pool experiments must not touch the shared one)."""
     url, connect_args = db_url
-    return create_engine(
+    return create_db_engine(
         DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args, **settings)
     )
 
@@ -136,7 +135,7 @@ async def test_missing_greenlet_expired_attribute_after_commit(tables: AsyncEngi
             print(user.name)  # implicit refresh = I/O outside await
         drop_unawaited_coroutines()
 
-    # fix 1: expire_on_commit=False (templates.session_manager.create_sessionmaker)
+    # fix 1: expire_on_commit=False (templates.database.create_sessionmaker)
     async with create_sessionmaker(tables)() as session:
         user = User(email="fix-" + email, name="Ada")
         session.add(user)
@@ -318,7 +317,7 @@ async def test_untyped_text_parameter_on_asyncpg(engine: AsyncEngine, backend: s
 
 
 def two_loops_wrong(url: str) -> None:
-    engine = create_engine(DatabaseSettings(url=url))  # module-level in real code
+    engine = create_db_engine(DatabaseSettings(url=url))  # module-level in real code
 
     async def ping() -> int:
         async with engine.connect() as conn:
@@ -330,7 +329,7 @@ def two_loops_wrong(url: str) -> None:
 
 def two_loops_fixed(url: str) -> None:
     async def ping() -> int:
-        engine = create_engine(DatabaseSettings(url=url))  # created inside the running loop
+        engine = create_db_engine(DatabaseSettings(url=url))  # created inside the running loop
         try:
             async with engine.connect() as conn:
                 return (await conn.execute(text("SELECT 1"))).scalar_one()
@@ -362,9 +361,9 @@ PYTEST_FUNCTION_LOOPS = '''
 import os
 import pytest
 from sqlalchemy import literal, select
-from templates.session_manager import DatabaseSettings, create_engine
+from templates.database import DatabaseSettings, create_db_engine
 
-engine = create_engine(DatabaseSettings(url=os.environ["DATABASE_URL"]))  # module level
+engine = create_db_engine(DatabaseSettings(url=os.environ["DATABASE_URL"]))  # module level
 
 
 @pytest.mark.parametrize("n", [1, 2])
@@ -537,7 +536,7 @@ async def test_gc_cleans_up_non_checked_in_connection(db_url: tuple[URL, dict[st
 
 
 def exit_without_dispose(url: str) -> None:
-    engine = create_engine(DatabaseSettings(url=url))
+    engine = create_db_engine(DatabaseSettings(url=url))
 
     async def main() -> None:
         async with engine.connect() as conn:
@@ -549,7 +548,7 @@ def exit_without_dispose(url: str) -> None:
 
 def exit_with_dispose(url: str) -> None:
     async def main() -> None:
-        engine = create_engine(DatabaseSettings(url=url))
+        engine = create_db_engine(DatabaseSettings(url=url))
         try:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
@@ -744,7 +743,7 @@ async def upgrade_on_startup_with_connection(engine: AsyncEngine, cfg: Any) -> N
 
 
 async def migrated(url: str) -> bool:
-    engine = create_engine(DatabaseSettings(url=url))
+    engine = create_db_engine(DatabaseSettings(url=url))
     try:
         async with engine.connect() as conn:
             return await conn.run_sync(lambda c: inspect(c).has_table("ts_migrated"))
@@ -768,7 +767,7 @@ async def test_alembic_upgrade_from_running_loop(tmp_path: Path) -> None:
 
     url2 = f"sqlite+aiosqlite:///{tmp_path / 'app2.db'}"
     cfg2 = alembic_config(tmp_path / "migrations2", url2)
-    engine = create_engine(DatabaseSettings(url=url2))
+    engine = create_db_engine(DatabaseSettings(url=url2))
     try:
         await upgrade_on_startup_with_connection(engine, cfg2)
     finally:

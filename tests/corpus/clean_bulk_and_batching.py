@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from templates.base_model import Base
+from templates.database import create_sessionmaker
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 
 class CqcAccount(Base):

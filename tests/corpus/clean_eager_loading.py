@@ -19,9 +19,9 @@ from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, joinedload, mapped_column, relationship, selectinload
 
 from templates.base_model import Base
+from templates.database import create_sessionmaker
 from templates.query_counter import count_queries
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 
 class CqaTeam(Base):

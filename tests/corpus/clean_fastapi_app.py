@@ -18,8 +18,9 @@ from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 
 from templates.base_model import Base
+from templates.database import create_sessionmaker
+from templates.fastapi_integration import SessionDep, install_error_handlers
 from templates.scratch import scratch_engine
-from templates.session_manager import SessionDep, create_sessionmaker, install_error_handlers
 
 
 class CqbShelf(Base):

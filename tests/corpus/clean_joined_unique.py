@@ -17,8 +17,8 @@ from sqlalchemy import ForeignKey, String, delete, select, update
 from sqlalchemy.orm import Mapped, joinedload, mapped_column, relationship
 
 from templates.base_model import Base
+from templates.database import create_sessionmaker
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 
 class CqdBoard(Base):

@@ -4,7 +4,7 @@ and a list endpoint that returns every row.
 With the default scope, the code after `yield` runs after the response has been sent: a failing
 commit (unique violation, lost connection) can no longer change the answer, so the client got
 201 for a write that never happened. Fix: `Depends(get_session, scope="function")` (FastAPI
-0.121+, as templates/session_manager.SessionDep does). The list endpoint has no LIMIT: add
+0.121+, as templates/fastapi_integration.SessionDep does). The list endpoint has no LIMIT: add
 bounded `limit`/`offset` parameters.
 """
 # expect-runtime:
@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from templates.base_model import Base
+from templates.database import create_sessionmaker
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 
 class CpjNote(Base):

@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import declarative_base, relationship, selectinload
 from sqlalchemy.pool import QueuePool
 
+from templates.database import create_sessionmaker
 from templates.scratch import default_url, scratch_engine
-from templates.session_manager import create_sessionmaker
 
 LegacyBase = declarative_base()  # static: legacy_declarative_base
 

@@ -19,8 +19,8 @@ from sqlalchemy import Numeric, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from templates.base_model import Base
+from templates.database import create_sessionmaker
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 
 class CpeTaxRate(Base):

@@ -21,8 +21,8 @@ from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from templates.base_model import Base
+from templates.database import create_sessionmaker
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 
 class CpdTicket(Base):

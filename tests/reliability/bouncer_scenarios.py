@@ -24,7 +24,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, s
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from templates.session_manager import DatabaseSettings, create_engine, create_sessionmaker
+from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker
 
 
 def naive_settings(url: str) -> DatabaseSettings:
@@ -85,7 +85,7 @@ VARIANTS: dict[str, tuple[str, Callable[[str], DatabaseSettings]]] = {
 
 def engine_for(variant: str, url_for: Callable[[str], str]) -> AsyncEngine:
     driver, factory = VARIANTS[variant]
-    return create_engine(factory(url_for(driver)))
+    return create_db_engine(factory(url_for(driver)))
 
 
 def describe(exc: BaseException) -> dict[str, str | None]:

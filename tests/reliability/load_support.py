@@ -36,9 +36,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from examples.fastapi_app import create_app
-from examples.user_model import Post, User
+from templates.database import DatabaseSettings
+from templates.fastapi_integration import SessionDep
+from templates.models import Post, User
 from templates.scratch import scratch_url
-from templates.session_manager import DatabaseSettings, SessionDep
 
 POSTS_PER_BATCH = 3
 GC_MESSAGE = "The garbage collector is trying to clean up non-checked-in connection"

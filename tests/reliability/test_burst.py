@@ -23,10 +23,10 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 from fastapi import FastAPI
+from load_support import app_database, example_app, pool_guard, served, server_connections, stored_batches, unique_email
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from load_support import app_database, example_app, pool_guard, served, server_connections, stored_batches, unique_email
-from templates.session_manager import DatabaseSettings, create_engine
+from templates.database import DatabaseSettings, create_db_engine
 
 # Server scenarios: they need PostgreSQL or MySQL/MariaDB (TEST_POSTGRES_URL / TEST_MYSQL_URL); the
 # sqlite parameter is deselected, not skipped.
@@ -106,7 +106,7 @@ async def test_burst_of_500(backend: str, server_url: str, transport: str, pool_
 async def test_pool_guard_fails_on_an_abandoned_connection(backend: str, server_url: str) -> None:
     """The guard used above is not vacuous: a connection dropped without close() trips it."""
     async with app_database(server_url) as db:
-        engine = create_engine(DatabaseSettings(url=db.url, connect_args=db.connect_args))
+        engine = create_db_engine(DatabaseSettings(url=db.url, connect_args=db.connect_args))
         try:
             with pytest.raises(AssertionError, match="left to the garbage collector"):
                 with pool_guard():

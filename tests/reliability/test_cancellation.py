@@ -26,14 +26,13 @@ from collections import Counter
 
 import httpx
 import pytest
-
 from load_support import (
     POSTS_PER_BATCH,
+    STARTED,
     app_database,
     batch_router,
     example_app,
     pool_guard,
-    STARTED,
     served,
     server_connections,
     stored_batches,

@@ -23,9 +23,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from examples.transactions import Rendezvous, TxAccount, db_error_codes, is_retryable, run_in_transaction
+from examples.transactions import Rendezvous, TxAccount
 from templates.base_model import Base
-from templates.session_manager import SessionDep, create_sessionmaker, install_error_handlers
+from templates.database import create_sessionmaker
+from templates.db_errors import db_error_codes, is_retryable
+from templates.fastapi_integration import SessionDep, install_error_handlers
+from templates.retry import run_in_transaction
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 

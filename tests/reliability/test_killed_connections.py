@@ -23,7 +23,6 @@ from collections import Counter
 
 import httpx
 import pytest
-
 from load_support import (
     POSTS_PER_BATCH,
     app_database,

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
+from bouncer_scenarios import burst, describe, engine_for, interleave
+from pgserver import PgBouncer
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from bouncer_scenarios import burst, describe, engine_for, interleave
-from pgserver import PgBouncer
-from templates.session_manager import DatabaseSettings, create_engine
+from templates.database import DatabaseSettings, create_db_engine
 
 SCENARIOS = Path(__file__).resolve().parent / "bouncer_scenarios.py"
 
@@ -111,7 +111,7 @@ async def test_pgbouncer_rejects_untracked_startup_parameters(bouncer: PgBouncer
     # templates.scratch sets search_path this way: it cannot be used through PgBouncer 1.18.
     # SQLAlchemy 2.1 wraps the connect-time error in DBAPIError; 2.0 lets asyncpg's
     # ProtocolViolationError through unwrapped.
-    engine = create_engine(
+    engine = create_db_engine(
         DatabaseSettings(url=bouncer.url("asyncpg"), null_pool=True, connect_args={"server_settings": {"search_path": "x"}})
     )
     try:

@@ -17,12 +17,12 @@ from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from examples.read_replica import create_routing_sessionmaker, make_read_only, replicate, use_primary
-from examples.transactions import run_in_transaction
-from examples.user_model import Post, User
 from templates.base_model import Base
+from templates.database import DatabaseSettings, create_db_engine
+from templates.models import Post, User
 from templates.query_counter import count_queries
+from templates.retry import run_in_transaction
 from templates.scratch import scratch_url
-from templates.session_manager import DatabaseSettings, create_engine
 
 TABLES = [User.__table__, Post.__table__]
 
@@ -38,10 +38,10 @@ class Pair:
 @pytest.fixture(scope="module")
 async def pair(server_url: str) -> AsyncIterator[Pair]:
     async with scratch_url(server_url) as (p_url, p_args), scratch_url(server_url) as (r_url, r_args):
-        primary = create_engine(DatabaseSettings(url=p_url.render_as_string(hide_password=False), connect_args=p_args))
-        replica = create_engine(DatabaseSettings(url=r_url.render_as_string(hide_password=False), connect_args=r_args))
+        primary = create_db_engine(DatabaseSettings(url=p_url.render_as_string(hide_password=False), connect_args=p_args))
+        replica = create_db_engine(DatabaseSettings(url=r_url.render_as_string(hide_password=False), connect_args=r_args))
         make_read_only(replica)
-        writer = create_engine(DatabaseSettings(url=r_url.render_as_string(hide_password=False), connect_args=r_args))
+        writer = create_db_engine(DatabaseSettings(url=r_url.render_as_string(hide_password=False), connect_args=r_args))
         try:
             for engine in (primary, writer):
                 async with engine.begin() as conn:
@@ -245,7 +245,7 @@ async def test_set_in_a_connect_event_is_rolled_back_on_asyncpg_without_commit(s
     """asyncpg-specific: its adapter runs connect-event statements in a transaction (the driver is
     set here, whichever driver TEST_POSTGRES_URL names)."""
     async with scratch_url(make_url(server_url).set(drivername="postgresql+asyncpg")) as (url, connect_args):
-        engine = create_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
+        engine = create_db_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
 
         @event.listens_for(engine.sync_engine, "connect")
         def read_only_without_commit(dbapi_connection, connection_record):  # type: ignore[no-untyped-def]

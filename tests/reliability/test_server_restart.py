@@ -23,13 +23,14 @@ from collections import Counter
 
 import httpx
 import pytest
+from pgserver import PrivateMariaDB, PrivatePostgres
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from examples.fastapi_app import create_app
-from examples.user_model import User
-from pgserver import PrivateMariaDB, PrivatePostgres
-from templates.session_manager import DatabaseSettings, create_engine, is_database_unavailable
+from templates.database import DatabaseSettings, create_db_engine
+from templates.db_errors import is_database_unavailable
+from templates.models import User
 
 CLIENTS = 8
 REQUEST_TIMEOUT = 10.0  # a request that takes longer counts as a hang
@@ -173,7 +174,7 @@ async def test_pool_pre_ping_replaces_connections_that_died_with_the_server(
     request: pytest.FixtureRequest, kind: str, driver: str, pre_ping: bool
 ) -> None:
     server = server_for(request, kind)
-    engine = create_engine(DatabaseSettings(url=server.url(driver), pool_size=4, max_overflow=0),
+    engine = create_db_engine(DatabaseSettings(url=server.url(driver), pool_size=4, max_overflow=0),
                            pool_pre_ping=pre_ping)
     try:
         assert await run_on_pooled_connections(engine, 4) == []  # 4 connections now pooled
@@ -200,7 +201,7 @@ async def test_pool_pre_ping_replaces_connections_that_died_with_the_server(
 async def test_refused_connections_are_classified_unavailable_for_every_driver(url: str) -> None:
     from pgserver import free_port
 
-    engine = create_engine(DatabaseSettings(url=url.format(port=free_port())))  # nothing listens there
+    engine = create_db_engine(DatabaseSettings(url=url.format(port=free_port())))  # nothing listens there
     try:
         with pytest.raises(Exception) as caught:
             async with engine.connect() as conn:
@@ -211,7 +212,7 @@ async def test_refused_connections_are_classified_unavailable_for_every_driver(u
 
 
 async def test_ordinary_database_errors_are_not_unavailable(restart_pg: PrivatePostgres) -> None:
-    engine = create_engine(DatabaseSettings(url=restart_pg.url("asyncpg")))
+    engine = create_db_engine(DatabaseSettings(url=restart_pg.url("asyncpg")))
     try:
         async with engine.connect() as conn:
             with pytest.raises(DBAPIError) as syntax:

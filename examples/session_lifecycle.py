@@ -16,7 +16,7 @@ Shows:
   it in some states (shown here), so never rely on an exception to find it.
 
 Use when: writing any async service or script that opens sessions, or fanning work out to tasks.
-Run: ``python examples/async_context_examples.py`` (DATABASE_URL optional; default embedded SQLite).
+Run: ``python examples/session_lifecycle.py`` (DATABASE_URL optional; default embedded SQLite).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from sqlalchemy.exc import InvalidRequestError, MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, lazyload
 
-from examples.user_model import Post, User
 from templates.base_model import Base
+from templates.database import create_sessionmaker
+from templates.models import Post, User
 from templates.query_counter import count_queries
 from templates.scratch import scratch_engine
-from templates.session_manager import create_sessionmaker
 
 
 async def create_user(sessionmaker: async_sessionmaker[AsyncSession], email: str, name: str) -> User:
@@ -187,7 +187,7 @@ async def main() -> None:
             raise AssertionError(seen)
         for name, message in seen:
             print(f"shared session: {name}: {message}")
-    print("async_context_examples: ok")
+    print("session_lifecycle: ok")
 
 
 if __name__ == "__main__":
