@@ -434,8 +434,13 @@ async def test_pool_exhausted_by_unclosed_sessions(db_url: tuple[URL, dict[str, 
         for session in leaked:
             await session.close()
     assert engine.pool.checkedout() == 0
+    await engine.dispose()
 
-    # fix: `async with` returns the connection; 20 concurrent tasks share 2 connections
+    # fix: `async with` returns the connection; 20 concurrent tasks share 2 connections (a pool
+    # timeout far above the work, so a slow machine never turns the queueing into a failure)
+    engine = engine_in(db_url, pool_size=2, max_overflow=0, pool_timeout=120)
+    sessionmaker = create_sessionmaker(engine)
+
     async def handler(n: int) -> int:
         async with sessionmaker() as session:
             return (await session.execute(select(literal(n)))).scalar_one()

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.only_backends("postgresql", "mysql")
 REQUESTS = 500
 WRITES = 400  # POST /users with a unique email; the rest are GET /users?limit=5
 POOL_SIZE, MAX_OVERFLOW = 5, 5
-WALL_LIMIT = 60.0  # seconds for one burst, far above what it takes; a hang fails instead of blocking
+WALL_LIMIT = 900.0  # a hang guard, far above what a burst takes even on a loaded machine (seconds)
 
 
 @asynccontextmanager
@@ -61,7 +61,7 @@ async def one_request(client: httpx.AsyncClient, i: int, emails: list[str]) -> h
 
 @pytest.mark.parametrize(
     ("transport", "pool_timeout"),
-    [("asgi", 30.0), ("asgi", 0.01), ("uvicorn", 0.5)],
+    [("asgi", 600.0), ("asgi", 0.01), ("uvicorn", 0.5)],
     ids=["asgi-patient", "asgi-fail-fast", "uvicorn-mixed"],
 )
 async def test_burst_of_500(backend: str, server_url: str, transport: str, pool_timeout: float) -> None:

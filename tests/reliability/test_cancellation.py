@@ -46,7 +46,7 @@ pytestmark = pytest.mark.only_backends("postgresql", "mysql")
 
 TIMEOUTS, TASK_CANCELS, DISCONNECTS = 80, 60, 60  # 200 cut-short requests
 CONCURRENCY = 20
-WALL_LIMIT = 60.0
+WALL_LIMIT = 600.0  # a hang guard, not a speed limit
 
 
 async def in_batches(jobs: list, concurrency: int = CONCURRENCY) -> list:

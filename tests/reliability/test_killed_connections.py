@@ -41,7 +41,7 @@ pytestmark = pytest.mark.only_backends("postgresql", "mysql")
 
 WORKERS, REQUESTS_PER_WORKER = 10, 15
 KILL_ROUNDS, KILL_EVERY = 20, 0.1
-WALL_LIMIT = 60.0
+WALL_LIMIT = 600.0  # a hang guard, not a speed limit
 
 
 async def test_requests_survive_killed_connections(backend: str, server_url: str) -> None:
