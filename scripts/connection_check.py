@@ -117,7 +117,8 @@ class ConnectionReport:
         if self.resolved:
             lines.append(f"  resolved     {self.host} -> {', '.join(self.resolved)} ({self.dns_ms} ms)")
         if self.tls is not None:
-            lines.append("  TLS          " + (f"in use ({self.tls_version}, {self.tls_cipher})" if self.tls else "not in use"))
+            tls = f"in use ({self.tls_version}, {self.tls_cipher})" if self.tls else "not in use"
+            lines.append(f"  TLS          {tls}")
         if self.connect_ms is not None:
             lines.append(f"  latency      connect {self.connect_ms} ms (first connect incl. dialect setup "
                          f"{self.first_connect_ms} ms), SELECT 1 {self.select1_ms} ms")
@@ -185,7 +186,8 @@ def run_checks(report: ConnectionReport, raw: str | None, *, timeout: float, poo
             __import__(module)
         except ImportError:
             report.pip_package = "sqlalchemy[asyncio]"
-            report.fail(sl.EXIT_ENV, "driver_missing", f"Python module {module!r} is not importable by {sys.executable}",
+            report.fail(sl.EXIT_ENV, "driver_missing",
+                        f"Python module {module!r} is not importable by {sys.executable}",
                         "pip install 'sqlalchemy[asyncio]' in the app's environment "
                         "(or set PYTHON=/path/to/venv/bin/python)")
             return report

@@ -233,7 +233,7 @@ def check_url(raw: str | None, *, require_async: bool = True, source: str | None
         raw, source = os.environ.get("DATABASE_URL"), "DATABASE_URL"
     if not raw:
         raise BadURL(f"no database URL: {how} or set DATABASE_URL",
-                     hint="e.g. DATABASE_URL='postgresql+asyncpg://user:password@host:5432/dbname'")
+                     hint=f"e.g. DATABASE_URL='postgresql+asyncpg://app@db:5432/app' ({URL_FORMAT})")
     register_url_secrets(raw)
     where = f" in {source}" if source else ""
     require_module("sqlalchemy", "sqlalchemy[asyncio]")
@@ -257,7 +257,8 @@ def check_url(raw: str | None, *, require_async: bool = True, source: str | None
                      "contains an unencoded '@'", url=masked_url(url), parsed=url,
                      hint="URL-encode the password (@ -> %40, e.g. urllib.parse.quote_plus(password))")
     if url.port is not None and not 0 < url.port < 65536:
-        raise BadURL(f"malformed database URL{where}: port {url.port} is out of range (1-65535)", url=masked_url(url), parsed=url,
+        raise BadURL(f"malformed database URL{where}: port {url.port} is out of range (1-65535)",
+                     url=masked_url(url), parsed=url,
                      hint="fix the port after the host (PostgreSQL 5432, MySQL/MariaDB 3306)")
     checked = CheckedURL(url)
     if require_async:

@@ -108,7 +108,8 @@ def test_sync_driver_is_fine_when_async_is_not_required() -> None:
     assert url.get_driver_name() == "psycopg2"
 
 
-@pytest.mark.parametrize(("option", "fixed"), [("sslmode=require", "ssl=require"), ("connect_timeout=10", "timeout=10")])
+@pytest.mark.parametrize(("option", "fixed"), [("sslmode=require", "ssl=require"),
+                                               ("connect_timeout=10", "timeout=10")])
 def test_libpq_option_on_asyncpg(option: str, fixed: str) -> None:
     with pytest.raises(scriptlib.BadURL) as caught:
         scriptlib.check_url(f"postgresql+asyncpg://u:pw@h/db?{option}")
