@@ -2,6 +2,13 @@
 optimize-queries): exit codes, password masking, URL parsing, JSON/human output, the argument
 parser class, the pip-package map, text shortening and the AST keyword lookup.
 
+Database URLs, the same way in every script: ``check_url(raw)`` / ``parse_url(raw)`` (``raw`` or
+``$DATABASE_URL``) raise ``BadURL`` (a ``UsageError``: exit 2) for a missing or malformed URL, an
+unencoded '@' in the password, a port out of range, and (``require_async=True``, the default) an
+unknown dialect/driver, a synchronous driver (naming the async URL) or a query option the driver
+rejects; ``require_driver(dialect)`` raises ``EnvironmentProblem`` (exit 3) when its package is
+missing. ``mask()`` hides every form of every password it has seen, and ``masked_url()`` renders a URL.
+
 Every script imports it the same way: ``sys.path.insert(0, <scripts dir>)`` then ``import scriptlib``.
 
 Every script: ``--json`` prints exactly one JSON object on stdout; human text otherwise;
@@ -33,7 +40,7 @@ MAX_LIST = 50  # longer lists are summarised ("... and N more")
 # leave the rest of the password visible as if it were the host.
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>\S*)(?P<at>@)")
 _secrets: set[str] = set()
-_env_url_registered: list[bool] = []
+_env_url_registered = False  # $DATABASE_URL's password, registered at the first mask()
 
 
 def register_secret(value: str | None) -> None:
@@ -45,8 +52,9 @@ def register_secret(value: str | None) -> None:
 def mask(text: Any) -> str:
     """``text`` with passwords replaced by ``***``: URL userinfo, every registered secret, and the password
     of ``$DATABASE_URL`` (registered at the first call, so no script can forget it)."""
+    global _env_url_registered
     if not _env_url_registered:
-        _env_url_registered.append(True)
+        _env_url_registered = True
         register_url_secrets(os.environ.get("DATABASE_URL"))
     out = _PASSWORD_IN_URL.sub(lambda m: f"{m['head']}***{m['at']}", str(text))
     for secret in sorted(_secrets, key=len, reverse=True):
