@@ -213,17 +213,15 @@ def run_checks(report: ConnectionReport, raw: str | None, *, timeout: float, poo
     budget = max(0.05, timeout - (time.monotonic() - started) - EMIT_MARGIN_S)
     outcome = run_bounded(probe(url, target, report, pool), budget)
     if outcome is STUCK:
-        # the event loop itself is blocked (a driver that never awaits): answer just before the deadline from
-        # a copy the stuck thread cannot change any more, and leave that thread behind
+        # the event loop did not come back (a driver that blocks it, or a machine too loaded to run it in
+        # time): answer just before the deadline from a copy the thread cannot change any more, and leave
+        # that thread behind
         stuck = dataclasses.replace(report, warnings=list(report.warnings), threads_abandoned=True)
-        return stuck.fail(sl.EXIT_PROBLEMS, "timeout", f"no result within {timeout:g} s (stuck)",
+        return stuck.fail(sl.EXIT_PROBLEMS, "timeout", f"no result within {timeout:g} s (stuck {stage(report, url)})",
                           hint_for("timeout", url, timeout))
     if isinstance(outcome, (asyncio.TimeoutError, TimeoutError)):
-        stage = "while connecting" if report.connect_ms is None else "while querying"
-        if report.dns_ms is None and url.host and not url.host.startswith("/"):
-            stage = f"resolving {url.host!r}"
         report.threads_abandoned = True  # e.g. a getaddrinfo() thread of the loop's default executor
-        return report.fail(sl.EXIT_PROBLEMS, "timeout", f"no answer within {timeout:g} s ({stage})",
+        return report.fail(sl.EXIT_PROBLEMS, "timeout", f"no answer within {timeout:g} s ({stage(report, url)})",
                            hint_for("timeout", url, timeout))
     if isinstance(outcome, BaseException):
         option = rejected_keyword(outcome)
@@ -235,6 +233,13 @@ def run_checks(report: ConnectionReport, raw: str | None, *, timeout: float, poo
         root = root_cause(outcome)
         report.fail(sl.EXIT_PROBLEMS, kind, f"{type(root).__name__}: {root}", hint_for(kind, url, timeout))
     return report
+
+
+def stage(report: ConnectionReport, url: Any) -> str:
+    """Where a check that ran out of time was: resolving the host, connecting, or querying."""
+    if report.dns_ms is None and url.host and not url.host.startswith("/"):
+        return f"resolving {url.host!r}"
+    return "while connecting" if report.connect_ms is None else "while querying"
 
 
 def describe_url(report: ConnectionReport, url: Any) -> None:

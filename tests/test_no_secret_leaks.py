@@ -94,7 +94,7 @@ def run_all(invocations: list[Invocation]) -> list[Run]:
     with ThreadPoolExecutor(WORKERS) as pool:
         runs = list(pool.map(execute, invocations))
     problems = []
-    for inv, run in zip(invocations, runs):
+    for inv, run in zip(invocations, runs, strict=True):
         if run.leaks():
             problems.append(f"PASSWORD LEAKED ({run.leaks()}) {run.describe()}")
         elif inv.nonzero and run.code == 0:
@@ -162,12 +162,13 @@ def script_plans(script: Path, *, url: str, own_db: str, bad_db: str, project: P
     name = script.stem
     example = str(ROOT / "examples" / "query_patterns.py")
     if name == "test-connection":
+        slack = ("--timeout", "120")  # a loaded machine must not turn these into timeouts (the default is 5 s)
         return [
-            Invocation(f"{name} URL", bash(script, url), None, project),
-            Invocation(f"{name} --json (DATABASE_URL)", bash(script, "--json"), url, project),
+            Invocation(f"{name} URL", bash(script, url, *slack), None, project),
+            Invocation(f"{name} --json (DATABASE_URL)", bash(script, "--json", *slack), url, project),
             Invocation(f"{name} --url --json --workers",
                        bash(script, "--url", url, "--json", "--workers", "4", "--pool-size", "5",
-                            "--max-overflow", "10"),
+                            "--max-overflow", "10", *slack),
                        None, project),
             Invocation(f"{name} missing database", bash(script, bad_db), None, project, nonzero=True),
             Invocation(f"{name} missing database --json", bash(script, "--json"), bad_db, project, nonzero=True),
@@ -328,7 +329,7 @@ def test_odd_passwords_through_every_script(tmp_path: Path) -> None:
     with ThreadPoolExecutor(WORKERS) as pool:
         runs = list(pool.map(execute, [inv for inv, _ in plans]))
     problems = []
-    for (inv, must), run in zip(plans, runs):
+    for (inv, must), run in zip(plans, runs, strict=True):
         leaked = [m for m in ODD_MARKERS if m in run.out or m in run.err]
         if leaked:
             problems.append(f"PASSWORD LEAKED ({leaked}) {run.describe()}")
