@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scriptlib import (  # noqa: E402
     EXIT_ENV, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EnvironmentProblem, UsageError, bounded, emit, fail, mask,
-    masked_url, parse_url, require_module, wants_json,
+    check_url, masked_url, require_driver, require_module, wants_json,
 )
 
 EPILOG = """\
@@ -42,8 +42,6 @@ example:
 Run it in the project root (where alembic.ini is) or pass --config. The password is never printed.
 """
 
-DRIVER_PACKAGES = {"asyncpg": "asyncpg", "aiomysql": "aiomysql", "asyncmy": "asyncmy", "aiosqlite": "aiosqlite",
-                   "psycopg": "psycopg", "psycopg_async": "psycopg"}
 EMPTY_RESULT: dict[str, Any] = {"revision_file": None, "operations": [], "warnings": []}
 
 
@@ -140,17 +138,11 @@ def main(argv: list[str]) -> int:
     try:
         require_module("sqlalchemy", "sqlalchemy[asyncio]")
         require_module("alembic")
-        url = parse_url(args.url)
-        driver = url.get_driver_name()
-        if driver in DRIVER_PACKAGES:
-            require_module(driver if driver != "psycopg_async" else "psycopg", DRIVER_PACKAGES[driver])
+        checked = check_url(args.url, source="--url" if args.url else None)  # malformed / sync driver: exit 2
+        url = checked.url
+        require_driver(checked.dialect)
     except UsageError as exc:
-        text = str(exc)
-        if text.startswith("malformed"):  # never echo the raw value: the password may not be recognisable
-            source = "--url" if args.url else "DATABASE_URL"
-            text = (f"malformed database URL in {source}: {text.rsplit(': ', 1)[-1]} "
-                    "(expected dialect+driver://user@host:port/database, password after user:)")
-        die(EXIT_USAGE, text)
+        die(EXIT_USAGE, str(exc))
     except EnvironmentProblem as exc:
         die(EXIT_ENV, str(exc))
 

@@ -248,6 +248,7 @@ def main(argv: list[str]) -> int:
             return run_static(args.static, as_json)
         if not command:
             raise UsageError("nothing to do: give a command after -- (runtime mode) or --static PATH...")
+        scriptlib.check_env_url()  # the command's DATABASE_URL: its password masked; malformed -> exit 2
         return run_runtime(args, command, as_json)
     except UsageError as exc:
         print(f"usage: {PROG} [options] -- COMMAND [ARGS...] | {PROG} --static PATH... (see --help)", file=sys.stderr)

@@ -18,6 +18,7 @@ Scripts without a plan below get a default one (no arguments, then ``--json``).
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import subprocess
@@ -93,7 +94,7 @@ def run_all(invocations: list[Invocation]) -> list[Run]:
     with ThreadPoolExecutor(WORKERS) as pool:
         runs = list(pool.map(execute, invocations))
     problems = []
-    for inv, run in zip(invocations, runs):
+    for inv, run in zip(invocations, runs, strict=True):
         if run.leaks():
             problems.append(f"PASSWORD LEAKED ({run.leaks()}) {run.describe()}")
         elif inv.nonzero and run.code == 0:
@@ -161,12 +162,13 @@ def script_plans(script: Path, *, url: str, own_db: str, bad_db: str, project: P
     name = script.stem
     example = str(ROOT / "examples" / "query_patterns.py")
     if name == "test-connection":
+        slack = ("--timeout", "120")  # a loaded machine must not turn these into timeouts (the default is 5 s)
         return [
-            Invocation(f"{name} URL", bash(script, url), None, project),
-            Invocation(f"{name} --json (DATABASE_URL)", bash(script, "--json"), url, project),
+            Invocation(f"{name} URL", bash(script, url, *slack), None, project),
+            Invocation(f"{name} --json (DATABASE_URL)", bash(script, "--json", *slack), url, project),
             Invocation(f"{name} --url --json --workers",
                        bash(script, "--url", url, "--json", "--workers", "4", "--pool-size", "5",
-                            "--max-overflow", "10"),
+                            "--max-overflow", "10", *slack),
                        None, project),
             Invocation(f"{name} missing database", bash(script, bad_db), None, project, nonzero=True),
             Invocation(f"{name} missing database --json", bash(script, "--json"), bad_db, project, nonzero=True),
@@ -280,3 +282,61 @@ def test_nothing_printed_when_the_server_is_unreachable(tmp_path: Path) -> None:
               for url in urls for p in EXAMPLES]
     runs = run_all(plans)
     print(f"{len(runs)} runs against a closed port, none printed the password")
+
+
+# --- passwords that are easy to get wrong, through every script ------------------------------------
+
+PERCENT_PASSWORD = "Sekr3t%Pa55-XYZ"  # '%Pa' is no valid %-escape: taken literally, encoded it is %25
+AT_PASSWORD = "Qv8@Lm4@Tz6"  # unencoded in the URL, SQLAlchemy reads password "Qv8" and host "Lm4@Tz6@127.0.0.1"
+ODD_MARKERS = ("Sekr3t", "Pa55", "XYZ", "Qv8", "Lm4", "Tz6")
+
+
+def test_odd_passwords_through_every_script(tmp_path: Path) -> None:
+    """A password with '%' or unencoded '@' is never printed, in part or whole, with --json or without:
+    an unencoded '@' is a malformed URL (exit 2) in every script that takes a URL, and a synchronous
+    driver makes generate-migration and test-connection exit 2 naming the async URL. No server needed."""
+    project = make_project(tmp_path)
+    assert execute(Invocation("setup", bash(SCRIPTS / "setup-alembic.sh", "--metadata", METADATA), None,
+                              project)).code == 0
+    port = closed_port()
+    percent = f"postgresql+asyncpg://app:{PERCENT_PASSWORD}@127.0.0.1:{port}/app"
+    at_pg = f"postgresql+asyncpg://app:{AT_PASSWORD}@127.0.0.1:{port}/app"
+    at_mysql = f"mysql+aiomysql://app:{AT_PASSWORD}@127.0.0.1:{port}/app"
+    sync = f"postgresql+psycopg2://app:{quote(PERCENT_PASSWORD, safe='')}@127.0.0.1:{port}/app"
+    async_fix = f"postgresql+asyncpg://app:***@127.0.0.1:{port}/app"
+    tc, gm = SCRIPTS / "test-connection.sh", SCRIPTS / "generate-migration.sh"
+    oq, sa = SCRIPTS / "optimize-queries.sh", SCRIPTS / "setup-alembic.sh"
+    program = [sys.executable, str(ROOT / "examples" / "user_model.py")]
+    plans: list[tuple[Invocation, str | None]] = []  # (invocation, text the output must contain)
+    for json_flag in ([], ["--json"]):
+        mode = " --json" if json_flag else ""
+        for label, url, code in (("percent", percent, 1), ("@ pg", at_pg, 2), ("@ mysql", at_mysql, 2),
+                                 ("sync", sync, 2)):
+            must = async_fix if label == "sync" else ("unencoded '@'" if code == 2 else None)
+            plans.append((Invocation(f"test-connection {label}{mode}", bash(tc, url, *json_flag, "--timeout", "3"),
+                                     None, project, frozenset({code})), must))
+            plans.append((Invocation(f"generate-migration {label}{mode} (DATABASE_URL)", bash(gm, "x", *json_flag),
+                                     url, project, frozenset({code})), must))
+        plans.append((Invocation(f"generate-migration @ --url{mode}", bash(gm, "x", "--url", at_pg, *json_flag),
+                                 None, project, frozenset({2})), "unencoded '@'"))
+        plans.append((Invocation(f"optimize-queries @{mode}", bash(oq, *json_flag, "--", *program), at_pg, project,
+                                 frozenset({2})), "unencoded '@'"))
+        plans.append((Invocation(f"optimize-queries percent{mode}", bash(oq, *json_flag, "--", *program), percent,
+                                 project, nonzero=True), None))
+        # setup-alembic takes no URL (env.py reads DATABASE_URL at migration time): it only must not leak it
+        plans.append((Invocation(f"setup-alembic @{mode}", bash(sa, "--metadata", METADATA, "--dry-run", *json_flag),
+                                 at_pg, project, frozenset({0})), None))
+    with ThreadPoolExecutor(WORKERS) as pool:
+        runs = list(pool.map(execute, [inv for inv, _ in plans]))
+    problems = []
+    for (inv, must), run in zip(plans, runs, strict=True):
+        leaked = [m for m in ODD_MARKERS if m in run.out or m in run.err]
+        if leaked:
+            problems.append(f"PASSWORD LEAKED ({leaked}) {run.describe()}")
+        elif inv.nonzero and run.code == 0 or inv.expect and not inv.nonzero and run.code not in inv.expect:
+            problems.append(f"expected exit {sorted(inv.expect or [])} {run.describe()}")
+        elif must is not None and must not in run.out + run.err:
+            problems.append(f"expected {must!r} in the output {run.describe()}")
+        elif "--json" in inv.argv and "optimize-queries" not in inv.label:
+            assert json.loads(run.out).get("exit_code", run.code) == run.code, run.describe()
+    assert not problems, "\n\n".join(problems[:5])
