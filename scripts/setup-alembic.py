@@ -13,6 +13,7 @@ import sys
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Any
 
 if sys.version_info < (3, 10):
     print(f"error: Python 3.10+ is required (this is {sys.version.split()[0]}); set PYTHON=...", file=sys.stderr)
@@ -21,7 +22,8 @@ if sys.version_info < (3, 10):
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scriptlib import (  # noqa: E402
-    EXIT_ENV, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EnvironmentProblem, bounded, emit, fail, require_module, wants_json,
+    EXIT_ENV, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, ArgumentParser, EnvironmentProblem, UsageError, bounded, emit, fail,
+    require_module, shorten, wants_json,
 )
 
 EPILOG = """\
@@ -39,13 +41,8 @@ Python: python3, or the interpreter in $PYTHON (use your project's virtualenv).
 """
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        fail(EXIT_USAGE, f"{message} (see --help)", as_json=wants_json(sys.argv[1:]))
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = Parser(
+    parser = ArgumentParser(
         prog="setup-alembic.sh",
         description="Write alembic.ini and an async Alembic environment into the project (the current directory).",
         epilog=EPILOG,
@@ -70,28 +67,27 @@ def backup_path(target: Path, stamp: str) -> Path:
     return candidate
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    as_json = args.json
-    try:
-        require_module("sqlalchemy", "sqlalchemy[asyncio]")
-        require_module("alembic")
-    except EnvironmentProblem as exc:
-        fail(EXIT_ENV, str(exc), as_json=as_json)
+def setup(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
+    """Plan and (unless --dry-run or refused) write the setup: (exit code, JSON result, human lines).
 
-    from migration_tools import MetadataError, check_metadata, plan_setup
+    Raises UsageError (2) or EnvironmentProblem (3).
+    """
+    require_module("sqlalchemy", "sqlalchemy[asyncio]")
+    require_module("alembic")
+
+    from alembic_setup import MetadataError, check_metadata, plan_setup
 
     project = Path(args.project).resolve()
     if not project.is_dir():
-        fail(EXIT_USAGE, f"project folder {args.project!r} does not exist", as_json=as_json)
+        raise UsageError(f"project folder {args.project!r} does not exist")
     directory = args.dir.strip().rstrip("/\\")
     if not directory or directory in (".", "..") or Path(directory).parts[:1] == ("..",):
-        fail(EXIT_USAGE, f"--dir {args.dir!r}: give a folder inside the project, e.g. alembic or db/migrations", as_json=as_json)
+        raise UsageError(f"--dir {args.dir!r}: give a folder inside the project, e.g. alembic or db/migrations")
     try:
         with redirect_stdout(sys.stderr):  # the user's module may print at import: keep stdout clean
             metadata = check_metadata(args.metadata, project)
     except MetadataError as exc:
-        fail(EXIT_USAGE, str(exc), as_json=as_json)
+        raise UsageError(str(exc)) from None
 
     plans = plan_setup(project, metadata, directory)
     conflicts = [p for p in plans if p.action == "replace"]
@@ -111,7 +107,7 @@ def main(argv: list[str]) -> int:
             target.write_text(plan.content)
 
     changed = [p for p in plans if p.action != "unchanged"]
-    result = {
+    result: dict[str, Any] = {
         "ok": not refused,
         "project": str(project),
         "metadata": metadata,
@@ -133,19 +129,31 @@ def main(argv: list[str]) -> int:
         lines += [f"               - {d}" for d in shown] + ([f"               - ... and {more} more"] if more else [])
     if refused:
         names = ", ".join(p.path for p in conflicts)
-        message = f"a different Alembic setup exists ({names}); nothing written. Re-run with --force to replace it (backups are kept)"
+        message = (f"a different Alembic setup exists ({names}); nothing written. Re-run with --force to replace it "
+                   "(backups are kept)")
         result["error"] = message
-        emit(result, as_json=as_json, human=lines + [f"refused: {message}"])
-        if not as_json:
-            print(f"error: {message}", file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_PROBLEMS, result, lines + [f"refused: {message}"]
     if not changed:
         lines.append("already set up: nothing changed")
     elif not args.dry_run:
         lines.append(f"target_metadata = {metadata}; the URL comes from DATABASE_URL at migration time")
         lines.append('next: bash scripts/generate-migration.sh "initial schema"   (then: alembic upgrade head)')
+    return EXIT_OK, result, lines
+
+
+def main(argv: list[str]) -> int:
+    """The command line: one exit path for every outcome (UsageError 2, EnvironmentProblem 3)."""
+    as_json = wants_json(argv)
+    try:
+        code, result, lines = setup(parse_args(argv))
+    except UsageError as exc:
+        fail(EXIT_USAGE, str(exc), as_json=as_json)
+    except EnvironmentProblem as exc:
+        fail(EXIT_ENV, str(exc), as_json=as_json)
     emit(result, as_json=as_json, human=lines)
-    return EXIT_OK
+    if code == EXIT_PROBLEMS and not as_json:
+        print(f"error: {result['error']}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":
@@ -156,4 +164,4 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - one masked line, never a traceback
-        fail(EXIT_PROBLEMS, f"setup failed: {type(exc).__name__}: {exc}", as_json=wants_json(sys.argv[1:]))
+        fail(EXIT_PROBLEMS, f"setup failed: {type(exc).__name__}: {shorten(exc)}", as_json=wants_json(sys.argv[1:]))
