@@ -253,6 +253,10 @@ def generate(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
         drifts, drift_error = [], one_line(exc)
     else:
         drift_error = None
+    if review is not None:  # MySQL/MariaDB: autogenerate compares ENUM columns itself and wrote the change
+        altered = {f"{o.table}.{o.column}" for o in review.operations
+                   if o.op == "alter_column" and any(k.arg == "type_" for k in o.node.keywords)}
+        drifts = [d for d in drifts if not (d.type_name is None and set(d.tables) <= altered)]
     drift_json = [{"rule": "enum_drift", "type": d.type_name, "columns": d.tables,
                    "missing_in_database": d.missing_in_database, "extra_in_database": d.extra_in_database,
                    "statements": d.statements, "message": d.message()} for d in drifts]

@@ -265,8 +265,11 @@ def type_change_finding(o: Operation, dialect: str, fn: str) -> tuple[str, str] 
     if wide and dialect in ("mysql", "mariadb") and mysql_in_place(old, new_type):
         return "note", f"widens {what}: MySQL/MariaDB extend the VARCHAR in place (same length prefix), no table copy"
     if wide:
-        where = {"mysql": "MySQL/MariaDB copy the table (the length prefix grows past 255 bytes, or TEXT)",
-                 "mariadb": "MySQL/MariaDB copy the table (the length prefix grows past 255 bytes, or TEXT)",
+        to_text = (string_shape(new_type) or ("", None))[0] == "text"
+        mysql_copy = ("MySQL/MariaDB copy the table (VARCHAR to TEXT)" if to_text else
+                      "MySQL/MariaDB copy the table when the VARCHAR's length prefix grows past 255 bytes (with a "
+                      "1-byte charset such as latin1 that is n > 255; with utf8mb4, n > 63)")
+        where = {"mysql": mysql_copy, "mariadb": mysql_copy,
                  "sqlite": "SQLite batch mode copies the table"}.get(dialect, "the table may be rewritten")
         return "warning", f"widens {what}: no value changes, but {where}; fine on a small table"
     rewrite = {"postgresql": "PostgreSQL rewrites the table under an ACCESS EXCLUSIVE lock (reads and writes wait)",
