@@ -50,6 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--metadata", required=True, metavar="MODULE:ATTR",
                         help="the MetaData autogenerate compares with, e.g. app.models:Base.metadata")
+    parser.add_argument("--models", action="append", default=[], metavar="MODULE",
+                        help="a module or package holding models, imported (with every submodule) before the "
+                             "metadata is read; repeatable. Default: found by importing the metadata's package")
     parser.add_argument("--dir", default="alembic", metavar="DIR", help="migrations folder (default: alembic)")
     parser.add_argument("--project", default=".", metavar="PATH", help="project root (default: current directory)")
     parser.add_argument("--force", action="store_true", help="replace a different existing setup (keeps FILE.bak-TIMESTAMP)")
@@ -85,11 +88,12 @@ def setup(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
         raise UsageError(f"--dir {args.dir!r}: give a folder inside the project, e.g. alembic or db/migrations")
     try:
         with redirect_stdout(sys.stderr):  # the user's module may print at import: keep stdout clean
-            metadata = check_metadata(args.metadata, project)
+            check = check_metadata(args.metadata, project, args.models)
     except MetadataError as exc:
         raise UsageError(str(exc)) from None
+    metadata = check.spec
 
-    plans = plan_setup(project, metadata, directory)
+    plans = plan_setup(project, metadata, directory, check.import_models)
     conflicts = [p for p in plans if p.action == "replace"]
     refused = bool(conflicts) and not args.force
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -115,11 +119,24 @@ def setup(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
         "dry_run": args.dry_run,
         "changed": bool(changed) and not refused and not args.dry_run,
         "files": [{"path": p.path, "action": p.action, "differences": p.differences, "backup": p.backup} for p in plans],
+        "tables": check.tables,
+        "import_models": check.import_models,
+        "models_found_in": check.found_in,
+        "warnings": [],
     }
+    if check.found_in:
+        result["warnings"].append(
+            f"{args.metadata} alone registers fewer tables than its package: models live in "
+            f"{', '.join(check.found_in)}; alembic.ini gets import_models = {' '.join(check.import_models)} so env.py "
+            "imports them all (or autogenerate would see no model and propose dropping every table)")
+    if check.tables == 0:
+        result["warnings"].append(
+            f"{metadata} holds no table: import the modules that define your models in it, or pass "
+            "--models PACKAGE (autogenerate against an empty MetaData proposes dropping every table)")
     verb = {"create": "would create" if args.dry_run else "created",
             "replace": "would replace" if args.dry_run or refused else "replaced",
             "unchanged": "unchanged"}
-    lines = []
+    lines = [f"warning: {w}" for w in result["warnings"]]
     for p in plans:
         line = f"{verb[p.action]:<14} {p.path}"
         if p.backup:
