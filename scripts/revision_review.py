@@ -287,8 +287,23 @@ def constraint_name(o: Operation) -> Any:
         call_kwarg(o.node, "constraint_name") or call_kwarg(o.node, "index_name") or call_kwarg(o.node, "name"))
 
 
-def has_name_arg(o: Operation) -> bool:
-    return bool(o.node.args) or any(k.arg in ("constraint_name", "name") for k in o.node.keywords)
+def unnamed(o: Operation) -> bool:
+    """The constraint name is the literal ``None`` (a variable or an f-string is a name we cannot read)."""
+    node = o.node.args[0] if o.node.args else next(
+        (k.value for k in o.node.keywords if k.arg in ("constraint_name", "name")), None)
+    return isinstance(node, ast.Constant) and node.value is None
+
+
+def backfilled(ops_text: list[tuple[int, str]], table: str | None, column: str | None, line: int) -> bool:
+    """An ``op.execute("UPDATE <table> ... <column> ...")`` earlier in the same function."""
+    return bool(table and column) and any(
+        ln < line and re.search(rf"\bUPDATE\s+\"?{re.escape(table)}\b", sql, re.I) and column in sql
+        for ln, sql in ops_text)
+
+
+def executed_sql(ops: list[Operation]) -> list[tuple[int, str]]:
+    return [(o.line, " ".join(str(v) for v in (literal(a) for a in o.node.args) if isinstance(v, str)))
+            for o in ops if o.op == "execute"]
 
 
 def review_operations(ops: list[Operation], dialect: str, fn: str, other_text: str, own_text: str) -> tuple[
@@ -304,6 +319,7 @@ def review_operations(ops: list[Operation], dialect: str, fn: str, other_text: s
             warnings.append(Finding(prefix + rule, message, line, fn))
 
     created_tables = {o.table for o in ops if o.op == "create_table"}
+    updates = executed_sql(ops)
     for o in ops:
         existing = o.table not in created_tables
         if o.op == "add_column":
@@ -315,10 +331,16 @@ def review_operations(ops: list[Operation], dialect: str, fn: str, other_text: s
                      "without server_default: fails on a table with rows; add server_default=... (or add it "
                      "nullable, backfill, then alter to NOT NULL)", o.line)
         elif o.op == "alter_column":
-            if literal(call_kwarg(o.node, "nullable")) is False:
+            if literal(call_kwarg(o.node, "nullable")) is False and backfilled(updates, o.table, o.column, o.line):
+                if postgres:
+                    notes.append(Finding(prefix + "not_null_without_default", (
+                        f"makes {o.table}.{o.column} NOT NULL after a backfill in this revision: PostgreSQL still "
+                        "scans the table under an ACCESS EXCLUSIVE lock (a validated CHECK (col IS NOT NULL) lets "
+                        "PostgreSQL 12+ skip the scan)"), o.line, fn))
+            elif literal(call_kwarg(o.node, "nullable")) is False:
                 warn("not_null_without_default",
-                     f"makes {o.table}.{o.column} NOT NULL: fails if any row holds NULL; backfill first in this revision",
-                     o.line)
+                     f"makes {o.table}.{o.column} NOT NULL: fails if any row holds NULL; backfill first in this "
+                     "revision (op.execute(\"UPDATE ... SET col = ... WHERE col IS NULL\"))", o.line)
             change = type_change_finding(o, dialect, fn)
             if change and change[0] == "note":
                 notes.append(Finding(prefix + "type_change", change[1], o.line, fn))
@@ -349,12 +371,12 @@ def review_operations(ops: list[Operation], dialect: str, fn: str, other_text: s
             warn("add_unique_constraint",
                  f"adds a unique constraint on existing table {o.table}: builds its index under a lock that blocks "
                  f"writes and fails if existing rows hold duplicates; {how}", o.line)
-        if o.op in CREATES_CONSTRAINT and has_name_arg(o) and constraint_name(o) is None:
+        if o.op in CREATES_CONSTRAINT and unnamed(o):
             warn("unnamed_constraint",
                  f"{o.describe()} creates a {CREATES_CONSTRAINT[o.op]} with no name: the database invents one, and "
                  "the matching drop_constraint(None, ...) fails ('it has no name'); give the models' MetaData a "
                  "naming_convention (templates/base_model.py has one) and generate again", o.line)
-        elif o.op == "drop_constraint" and has_name_arg(o) and constraint_name(o) is None:
+        elif o.op == "drop_constraint" and unnamed(o):
             warn("unnamed_constraint",
                  f"drop_constraint(None, {o.table!r}) fails: Alembic cannot drop a constraint with no name; give the "
                  "models' MetaData a naming_convention and write the database's actual name here", o.line)
@@ -395,8 +417,7 @@ def review_revision(path: str | Path, dialect: str) -> Review:
     down_text = ast.unparse(funcs["downgrade"]) if "downgrade" in funcs else ""
     warnings, notes = review_operations(ups, dialect, "upgrade", down_text, up_text)
     down_warnings, down_notes = review_operations(downs, dialect, "downgrade", up_text, down_text)
-    unnamed_up = {w_op.table for w_op in ups if w_op.op in CREATES_CONSTRAINT and has_name_arg(w_op)
-                  and constraint_name(w_op) is None}
+    unnamed_up = {w_op.table for w_op in ups if w_op.op in CREATES_CONSTRAINT and unnamed(w_op)}
     # the downgrade's drop_constraint(None) of an unnamed constraint the upgrade creates: already reported there
     warnings += [w for w in down_warnings if not (w.rule == "downgrade_unnamed_constraint" and any(
         o.line == w.line and o.op == "drop_constraint" and o.table in unnamed_up for o in downs))]

@@ -207,3 +207,29 @@ def test_rule_list_is_documented() -> None:
     helptext = (Path(__file__).resolve().parents[1] / "scripts" / "generate-migration.py").read_text()
     for rule in RULES:
         assert rule in helptext, rule
+
+
+def test_names_the_review_cannot_read_are_not_unnamed(tmp_path: Path) -> None:
+    """Real revisions name constraints with f-strings and module constants: that is a name, not None."""
+    up = """
+op.create_unique_constraint(op.f(f"{table_prefix}accounts_key"), f"{table_prefix}accounts", ["a", "b"])
+op.drop_constraint(OLD_CONSTRAINT, "downloadables", type_="unique")
+"""
+    down = "op.create_unique_constraint(OLD_CONSTRAINT, 'downloadables', ['file_id'])"
+    r = review(tmp_path, up, down)
+    assert "unnamed_constraint" not in rules(r) and "downgrade_unnamed_constraint" not in rules(r)
+
+
+def test_not_null_after_a_backfill_is_a_note(tmp_path: Path) -> None:
+    """Backfill then SET NOT NULL in one revision (the fix the rule asks for): no warning; a note on PostgreSQL."""
+    up = """
+op.execute("SET LOCAL lock_timeout = '5s'")
+op.execute("UPDATE organizations SET sso_enforced = false WHERE sso_enforced IS NULL")
+op.alter_column("organizations", "sso_enforced", existing_type=sa.Boolean(), nullable=False)
+"""
+    down = 'op.alter_column("organizations", "sso_enforced", existing_type=sa.Boolean(), nullable=True)'
+    r = review(tmp_path, up, down)
+    assert rules(r) == [] and [n.rule for n in r.notes] == ["not_null_without_default"]
+    assert "ACCESS EXCLUSIVE" in r.notes[0].message
+    other = review(tmp_path, up.replace("UPDATE organizations", "UPDATE users"), down)
+    assert rules(other) == ["not_null_without_default"]  # a backfill of another table does not count
