@@ -233,12 +233,10 @@ def widening(old: ast.AST | None, new: ast.AST | None) -> bool | None:
     before, after = string_shape(old), string_shape(new)
     if before is None or after is None:
         return None
-    if after[0] == "text":
+    if after[0] == "text" or after[1] is None:  # TEXT and unbounded VARCHAR hold any string
         return True
     if before[0] == "text":
         return False
-    if after[1] is None:
-        return True
     return before[1] is not None and after[1] >= before[1]
 
 

@@ -172,6 +172,9 @@ def test_widening_to_text_and_unbounded(tmp_path: Path) -> None:
         up = f"op.alter_column('books', 'title', existing_type=sa.VARCHAR(length=100), type_={new})"
         r = review(tmp_path, up, "pass\n")
         assert [n.rule for n in r.notes] == ["type_change"], new
+    # TEXT -> unbounded VARCHAR (a real project's drift): no rewrite on PostgreSQL either
+    r = review(tmp_path, "op.alter_column('notes', 'content', existing_type=sa.TEXT(), type_=sa.String())", "pass\n")
+    assert [n.rule for n in r.notes] == ["type_change"] and "narrowing" not in r.notes[0].message
     # VARCHAR -> TEXT on MySQL/MariaDB is a table copy
     r = review(tmp_path, "op.alter_column('books', 'title', existing_type=sa.VARCHAR(length=100), type_=sa.Text())",
                "pass", "mysql")
