@@ -75,7 +75,7 @@ def postgresql_drift(conn: Connection, metadata: MetaData | list[MetaData]) -> l
     for schema, table, column, enum, _ in model_enums(metadata):
         if not enum.name:
             continue
-        key = (enum.schema or schema or current, enum.name)
+        key = (str(enum.schema or schema or current), enum.name)
         by_type.setdefault(key, (enum, []))[1].append(f"{table}.{column}")
     drifts = []
     for (schema, name), (enum, users) in sorted(by_type.items()):

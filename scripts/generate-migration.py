@@ -40,6 +40,8 @@ warning rules (upgrade): drop_table, drop_column, rename_suspected, not_null_wit
   unnamed_constraint, empty_downgrade; on downgrade() the same checks as downgrade_<rule>.
   enum_drift (PostgreSQL, MySQL/MariaDB): enum values the models have and the database lacks; checked on
   every run, also when autogenerate finds no change (exit 1: write the printed ALTER in a revision).
+notes (never --strict): changes that carry no risk on this backend, e.g. a VARCHAR widening that
+  PostgreSQL applies without rewriting the table.
 
 example:
   DATABASE_URL=postgresql+asyncpg://app@localhost/app bash scripts/generate-migration.sh "add user email" --roundtrip
@@ -247,12 +249,11 @@ def generate(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
                 path.unlink(missing_ok=True)
             new_files, review = [], None
 
+    drift_error: str | None = None
     try:
         drifts = check_enums(url, captured.get("metadata"))
     except Exception as exc:  # noqa: BLE001 - the check is extra: say it could not run, keep the revision
         drifts, drift_error = [], one_line(exc)
-    else:
-        drift_error = None
     if review is not None:  # MySQL/MariaDB: autogenerate compares ENUM columns itself and wrote the change
         altered = {f"{o.table}.{o.column}" for o in review.operations
                    if o.op == "alter_column" and any(k.arg == "type_" for k in o.node.keywords)}

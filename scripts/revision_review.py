@@ -294,9 +294,10 @@ def unnamed(o: Operation) -> bool:
 
 def backfilled(ops_text: list[tuple[int, str]], table: str | None, column: str | None, line: int) -> bool:
     """An ``op.execute("UPDATE <table> ... <column> ...")`` earlier in the same function."""
-    return bool(table and column) and any(
-        ln < line and re.search(rf"\bUPDATE\s+\"?{re.escape(table)}\b", sql, re.I) and column in sql
-        for ln, sql in ops_text)
+    if not table or not column:
+        return False
+    return any(ln < line and re.search(rf"\bUPDATE\s+\"?{re.escape(table)}\b", sql, re.IGNORECASE) and column in sql
+               for ln, sql in ops_text)
 
 
 def executed_sql(ops: list[Operation]) -> list[tuple[int, str]]:
@@ -380,7 +381,7 @@ def review_operations(ops: list[Operation], dialect: str, fn: str, other_text: s
                  "models' MetaData a naming_convention and write the database's actual name here", o.line)
         if postgres and fn == "upgrade" and o.op in ("create_table", "add_column", "alter_column"):
             for name in enum_names(o.node):
-                dropped = re.search(rf"DROP\s+TYPE\s+(IF\s+EXISTS\s+)?\"?{re.escape(name)}\b", other_text, re.I) or (
+                dropped = re.search(rf"DROP\s+TYPE\s+(IF\s+EXISTS\s+)?\"?{re.escape(name)}\b", other_text, re.IGNORECASE) or (
                     re.search(rf"name=['\"]{re.escape(name)}['\"]\)\.drop\(", other_text)
                 )
                 created = re.search(rf"name=['\"]{re.escape(name)}['\"]\)\.create\(", own_text)
@@ -436,7 +437,7 @@ def review_revision(path: str | Path, dialect: str) -> Review:
                 f"drops column {o.table}.{o.column} and its data; the data cannot come back: the downgrade re-adds "
                 "an empty column (copy the data elsewhere first if you may need it)", o.line))
             dropped_type = restored.get((o.table, o.column))
-            twins = [c for (t, c), typ in added.items() if t == o.table and typ is not None and typ == dropped_type]
+            twins = [c for (t, c), typ in added.items() if t == o.table and c and typ is not None and typ == dropped_type]
             if twins:
                 warnings.append(Finding(
                     "rename_suspected",
