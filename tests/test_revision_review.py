@@ -236,3 +236,20 @@ op.alter_column("organizations", "sso_enforced", existing_type=sa.Boolean(), nul
     assert "ACCESS EXCLUSIVE" in r.notes[0].message
     other = review(tmp_path, up.replace("UPDATE organizations", "UPDATE users"), down)
     assert rules(other) == ["not_null_without_default"]  # a backfill of another table does not count
+
+
+def test_sqlmodel_revision_from_a_stock_env(tmp_path: Path) -> None:
+    """Revisions written by Alembic's own env.py name SQLModel's type: AutoString reads as a VARCHAR."""
+    up = """
+op.add_column('hero', sa.Column('nick', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+op.drop_column('hero', 'alias')
+op.alter_column('hero', 'name', existing_type=sa.VARCHAR(length=50), type_=sqlmodel.sql.sqltypes.AutoString(length=80))
+"""
+    down = """
+op.alter_column('hero', 'name', existing_type=sqlmodel.sql.sqltypes.AutoString(length=80), type_=sa.VARCHAR(length=50))
+op.add_column('hero', sa.Column('alias', sa.VARCHAR(), autoincrement=False, nullable=True))
+op.drop_column('hero', 'nick')
+"""
+    r = review(tmp_path, up, down)
+    assert rules(r) == ["drop_column", "rename_suspected", "downgrade_type_change"]
+    assert [n.rule for n in r.notes] == ["type_change"]  # VARCHAR(50) -> AutoString(80): a widening
