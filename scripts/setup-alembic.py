@@ -13,6 +13,7 @@ import sys
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Any
 
 if sys.version_info < (3, 10):
     print(f"error: Python 3.10+ is required (this is {sys.version.split()[0]}); set PYTHON=...", file=sys.stderr)
@@ -21,7 +22,8 @@ if sys.version_info < (3, 10):
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scriptlib import (  # noqa: E402
-    EXIT_ENV, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EnvironmentProblem, bounded, emit, fail, require_module, wants_json,
+    EXIT_ENV, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, ArgumentParser, EnvironmentProblem, UsageError, bounded, emit, fail,
+    require_module, shorten, wants_json,
 )
 
 EPILOG = """\
@@ -39,13 +41,8 @@ Python: python3, or the interpreter in $PYTHON (use your project's virtualenv).
 """
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        fail(EXIT_USAGE, f"{message} (see --help)", as_json=wants_json(sys.argv[1:]))
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = Parser(
+    parser = ArgumentParser(
         prog="setup-alembic.sh",
         description="Write alembic.ini and an async Alembic environment into the project (the current directory).",
         epilog=EPILOG,
@@ -53,6 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--metadata", required=True, metavar="MODULE:ATTR",
                         help="the MetaData autogenerate compares with, e.g. app.models:Base.metadata")
+    parser.add_argument("--models", action="append", default=[], metavar="MODULE",
+                        help="a module or package holding models, imported (with every submodule) before the "
+                             "metadata is read; repeatable. Default: found by importing the metadata's package")
     parser.add_argument("--dir", default="alembic", metavar="DIR", help="migrations folder (default: alembic)")
     parser.add_argument("--project", default=".", metavar="PATH", help="project root (default: current directory)")
     parser.add_argument("--force", action="store_true", help="replace a different existing setup (keeps FILE.bak-TIMESTAMP)")
@@ -70,30 +70,30 @@ def backup_path(target: Path, stamp: str) -> Path:
     return candidate
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    as_json = args.json
-    try:
-        require_module("sqlalchemy", "sqlalchemy[asyncio]")
-        require_module("alembic")
-    except EnvironmentProblem as exc:
-        fail(EXIT_ENV, str(exc), as_json=as_json)
+def setup(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
+    """Plan and (unless --dry-run or refused) write the setup: (exit code, JSON result, human lines).
 
-    from migration_tools import MetadataError, check_metadata, plan_setup
+    Raises UsageError (2) or EnvironmentProblem (3).
+    """
+    require_module("sqlalchemy", "sqlalchemy[asyncio]")
+    require_module("alembic")
+
+    from alembic_setup import MetadataError, check_metadata, plan_setup
 
     project = Path(args.project).resolve()
     if not project.is_dir():
-        fail(EXIT_USAGE, f"project folder {args.project!r} does not exist", as_json=as_json)
+        raise UsageError(f"project folder {args.project!r} does not exist")
     directory = args.dir.strip().rstrip("/\\")
     if not directory or directory in (".", "..") or Path(directory).parts[:1] == ("..",):
-        fail(EXIT_USAGE, f"--dir {args.dir!r}: give a folder inside the project, e.g. alembic or db/migrations", as_json=as_json)
+        raise UsageError(f"--dir {args.dir!r}: give a folder inside the project, e.g. alembic or db/migrations")
     try:
         with redirect_stdout(sys.stderr):  # the user's module may print at import: keep stdout clean
-            metadata = check_metadata(args.metadata, project)
+            check = check_metadata(args.metadata, project, args.models)
     except MetadataError as exc:
-        fail(EXIT_USAGE, str(exc), as_json=as_json)
+        raise UsageError(str(exc)) from None
+    metadata = check.spec
 
-    plans = plan_setup(project, metadata, directory)
+    plans = plan_setup(project, metadata, directory, check.import_models)
     conflicts = [p for p in plans if p.action == "replace"]
     refused = bool(conflicts) and not args.force
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
             target.write_text(plan.content)
 
     changed = [p for p in plans if p.action != "unchanged"]
-    result = {
+    result: dict[str, Any] = {
         "ok": not refused,
         "project": str(project),
         "metadata": metadata,
@@ -119,11 +119,24 @@ def main(argv: list[str]) -> int:
         "dry_run": args.dry_run,
         "changed": bool(changed) and not refused and not args.dry_run,
         "files": [{"path": p.path, "action": p.action, "differences": p.differences, "backup": p.backup} for p in plans],
+        "tables": check.tables,
+        "import_models": check.import_models,
+        "models_found_in": check.found_in,
+        "warnings": [],
     }
+    if check.found_in:
+        result["warnings"].append(
+            f"{args.metadata} alone registers fewer tables than its package: models live in "
+            f"{', '.join(check.found_in)}; alembic.ini gets import_models = {' '.join(check.import_models)} so env.py "
+            "imports them all (or autogenerate would see no model and propose dropping every table)")
+    if check.tables == 0:
+        result["warnings"].append(
+            f"{metadata} holds no table: import the modules that define your models in it, or pass "
+            "--models PACKAGE (autogenerate against an empty MetaData proposes dropping every table)")
     verb = {"create": "would create" if args.dry_run else "created",
             "replace": "would replace" if args.dry_run or refused else "replaced",
             "unchanged": "unchanged"}
-    lines = []
+    lines = [f"warning: {w}" for w in result["warnings"]]
     for p in plans:
         line = f"{verb[p.action]:<14} {p.path}"
         if p.backup:
@@ -133,19 +146,31 @@ def main(argv: list[str]) -> int:
         lines += [f"               - {d}" for d in shown] + ([f"               - ... and {more} more"] if more else [])
     if refused:
         names = ", ".join(p.path for p in conflicts)
-        message = f"a different Alembic setup exists ({names}); nothing written. Re-run with --force to replace it (backups are kept)"
+        message = (f"a different Alembic setup exists ({names}); nothing written. Re-run with --force to replace it "
+                   "(backups are kept)")
         result["error"] = message
-        emit(result, as_json=as_json, human=lines + [f"refused: {message}"])
-        if not as_json:
-            print(f"error: {message}", file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_PROBLEMS, result, lines + [f"refused: {message}"]
     if not changed:
         lines.append("already set up: nothing changed")
     elif not args.dry_run:
         lines.append(f"target_metadata = {metadata}; the URL comes from DATABASE_URL at migration time")
         lines.append('next: bash scripts/generate-migration.sh "initial schema"   (then: alembic upgrade head)')
+    return EXIT_OK, result, lines
+
+
+def main(argv: list[str]) -> int:
+    """The command line: one exit path for every outcome (UsageError 2, EnvironmentProblem 3)."""
+    as_json = wants_json(argv)
+    try:
+        code, result, lines = setup(parse_args(argv))
+    except UsageError as exc:
+        fail(EXIT_USAGE, str(exc), as_json=as_json)
+    except EnvironmentProblem as exc:
+        fail(EXIT_ENV, str(exc), as_json=as_json)
     emit(result, as_json=as_json, human=lines)
-    return EXIT_OK
+    if code == EXIT_PROBLEMS and not as_json:
+        print(f"error: {result['error']}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":
@@ -156,4 +181,4 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - one masked line, never a traceback
-        fail(EXIT_PROBLEMS, f"setup failed: {type(exc).__name__}: {exc}", as_json=wants_json(sys.argv[1:]))
+        fail(EXIT_PROBLEMS, f"setup failed: {type(exc).__name__}: {shorten(exc)}", as_json=wants_json(sys.argv[1:]))

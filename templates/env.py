@@ -2,6 +2,8 @@
 
 Where things come from:
 - target metadata: ``target_metadata = MODULE:ATTR`` in alembic.ini (``setup-alembic.sh --metadata``);
+  models spread over several modules (SQLModel's ``SQLModel.metadata`` starts empty) are imported
+  first from ``import_models = PACKAGE ...`` (every submodule; tests and migrations skipped);
 - database URL: ``sqlalchemy.url`` if a caller set it (``config.set_main_option``), else the
   ``DATABASE_URL`` environment variable at migration time. It is never stored in alembic.ini.
 - a live connection: an async app can hand one in via ``config.attributes["connection"]`` and run
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import pkgutil
 import sys
 from logging.config import fileConfig
 from pathlib import Path
@@ -42,6 +45,20 @@ if config.config_file_name is not None:
         fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
+SKIPPED_PARTS = ("test", "tests", "conftest", "alembic", "migrations", "__main__")
+
+
+def import_models(names: str | None) -> None:
+    """Import each module of ``import_models`` and, for a package, every submodule in it, so every
+    model class has registered its table in the metadata before autogenerate compares."""
+    for name in (names or "").replace(",", " ").split():
+        package = importlib.import_module(name)
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=f"{name}."):
+            parts = info.name.split(".")
+            if not any(part in SKIPPED_PARTS or part.startswith("test_") for part in parts):
+                importlib.import_module(info.name)
+
+
 def load_metadata(spec: str | None) -> MetaData | list[MetaData]:
     """Import ``MODULE:ATTR`` (ATTR may be dotted, e.g. ``Base.metadata``)."""
     if not spec or ":" not in spec:
@@ -59,6 +76,7 @@ def load_metadata(spec: str | None) -> MetaData | list[MetaData]:
     raise RuntimeError(f"target_metadata {spec!r} is a {type(obj).__name__}, not a MetaData")
 
 
+import_models(config.get_main_option("import_models"))
 target_metadata = load_metadata(config.get_main_option("target_metadata"))
 
 
@@ -93,14 +111,19 @@ def render_sqlalchemy_type(type_: TypeEngine[Any], autogen_context: AutogenConte
 
 
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
-    """Render a TypeDecorator (e.g. UTCDateTime) as its implementation type, ``sa.DateTime(...)``,
+    """Render a TypeDecorator (e.g. UTCDateTime, SQLModel's AutoString) as its implementation type, ``sa.DateTime(...)``,
     with the impl's dialect variants (UTCDateTime: ``DATETIME(fsp=6)`` on MySQL/MariaDB; without
     it the migrated column would keep whole seconds only).
 
     Revision files then do not import application modules, which may change or vanish later.
     """
     if type_ == "type" and isinstance(obj, TypeDecorator):
-        return render_sqlalchemy_type(obj.impl_instance, autogen_context) or False
+        impl = obj.impl_instance
+        if type(obj).load_dialect_impl is not TypeDecorator.load_dialect_impl and autogen_context.dialect is not None:
+            # the type picks its implementation per database: SQLModel's AutoString is VARCHAR(255) on
+            # MySQL/MariaDB (which need a length), an unbounded VARCHAR elsewhere
+            impl = obj.load_dialect_impl(autogen_context.dialect)
+        return render_sqlalchemy_type(impl, autogen_context) or False
     return False
 
 

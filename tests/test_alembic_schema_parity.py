@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sample_project.harness import SCRIPTS, SKILL, alembic, script  # noqa: E402
 
 sys.path.insert(0, str(SCRIPTS))
-from migration_tools import scratch_database  # noqa: E402
+from scratch_db import scratch_database  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
