@@ -18,7 +18,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "sqlmodel_project"))
 from harness import METADATA, SKILL, Run, alembic, make_project, python, script, user_database  # noqa: E402
 
-pytest.importorskip("sqlmodel")
 pytestmark = pytest.mark.slow
 
 TEMPLATES = SKILL / "templates"

@@ -13,14 +13,12 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlmodel import func, select
 
-pytest.importorskip("sqlmodel")
-from sqlmodel import func, select  # noqa: E402
-
-from examples.sqlmodel_app import SessionDep, User, create_app  # noqa: E402
-from templates.query_counter import count_queries  # noqa: E402
-from templates.scratch import scratch_url  # noqa: E402
-from templates.session_manager import DatabaseSettings  # noqa: E402
+from examples.sqlmodel_app import SessionDep, User, create_app
+from templates.query_counter import count_queries
+from templates.scratch import scratch_url
+from templates.session_manager import DatabaseSettings
 
 
 @asynccontextmanager

@@ -20,7 +20,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "sqlmodel_project"))
 from harness import Run, make_project, script, user_database  # noqa: E402
 
-pytest.importorskip("sqlmodel")
 pytestmark = pytest.mark.slow
 
 STATIC_RULES_PY = "scripts/sqlprobe/static_rules.py"

@@ -15,18 +15,17 @@ import pytest
 import sqlalchemy
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.ext.asyncio import AsyncSession as SQLAlchemyAsyncSession
+import sqlmodel
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-pytest.importorskip("sqlmodel")
-import sqlmodel  # noqa: E402
-from sqlmodel import Field, SQLModel, select  # noqa: E402
-from sqlmodel.ext.asyncio.session import AsyncSession  # noqa: E402
-
-from templates.base_model import UTCDateTime, UUIDType, utcnow  # noqa: E402
-from templates.repository import InvalidCursor, Repository  # noqa: E402
-from templates.session_manager import create_sessionmaker  # noqa: E402
-from templates.sqlmodel_session import create_sqlmodel_sessionmaker, exec_page  # noqa: E402
+from templates.base_model import UTCDateTime, UUIDType, utcnow
+from templates.repository import InvalidCursor, Repository
+from templates.session_manager import create_sessionmaker
+from templates.sqlmodel_session import create_sqlmodel_sessionmaker, exec_page
 
 SA_21 = tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
 DEFAULT_DATETIME_IS_AWARE = hasattr(sqlmodel.sql.sqltypes, "UTCDateTime")  # SQLModel >= 0.0.45
@@ -54,8 +53,8 @@ class SsStamp(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     plain: uuid.UUID = Field(default_factory=uuid.uuid4)  # SQLModel's default: sqlalchemy.Uuid
     pinned: uuid.UUID = Field(default_factory=uuid.uuid4, sa_type=UUIDType)
-    default_type: datetime  # SQLModel's own mapping of `datetime`
-    template_type: datetime = Field(sa_type=UTCDateTime)
+    default_type: datetime | None = None  # SQLModel's own mapping of `datetime`
+    template_type: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 TABLES = [SsMember.__table__, SsStamp.__table__]
@@ -181,21 +180,30 @@ def test_table_models_skip_validation_plain_models_do_not() -> None:
 
 async def test_datetime_columns_per_backend(tables: AsyncEngine, backend: str) -> None:
     stamp = datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=timezone.utc)
-    async with create_sqlmodel_sessionmaker(tables)() as session:
-        row = SsStamp(default_type=stamp, template_type=stamp)
+    sessionmaker = create_sqlmodel_sessionmaker(tables)
+    async with sessionmaker() as session:
+        row = SsStamp(template_type=stamp)
         session.add(row)
         await session.commit()
-    async with create_sqlmodel_sessionmaker(tables)() as session:
-        default_type, template_type = (
-            await session.exec(select(SsStamp.default_type, SsStamp.template_type).where(SsStamp.id == row.id))
-        ).one()
-    assert template_type == stamp  # UTCDateTime from templates/base_model.py: aware, microseconds kept everywhere
-    if DEFAULT_DATETIME_IS_AWARE:  # SQLModel >= 0.0.45 maps datetime to its own UTCDateTime
-        assert default_type.tzinfo is not None
-        expected = stamp.replace(microsecond=0) if backend == "mysql" else stamp  # DATETIME without fsp
-        assert default_type == expected
-    else:  # older SQLModel: a naive DateTime column (asyncpg refuses aware values, see troubleshooting)
-        assert backend != "postgresql" and default_type.tzinfo is None
+        back = (await session.exec(select(SsStamp.template_type).where(SsStamp.id == row.id))).one()
+    assert back == stamp  # UTCDateTime from templates/base_model.py: aware, microseconds kept everywhere
+
+    async with sessionmaker() as session:
+        row = SsStamp(default_type=stamp)
+        session.add(row)
+        if not DEFAULT_DATETIME_IS_AWARE and backend == "postgresql":
+            # SQLModel < 0.0.45 maps datetime to a naive DateTime: asyncpg refuses aware values
+            with pytest.raises(DBAPIError, match="can't subtract offset-naive and offset-aware datetimes"):
+                await session.commit()
+            return
+        await session.commit()
+        back = (await session.exec(select(SsStamp.default_type).where(SsStamp.id == row.id))).one()
+    if DEFAULT_DATETIME_IS_AWARE:  # SQLModel >= 0.0.45: its own UTCDateTime, aware on every backend ...
+        assert back is not None and back.tzinfo is not None
+        # ... but a plain DATETIME on MySQL/MariaDB: the microseconds are gone
+        assert back == (stamp.replace(microsecond=0) if backend == "mysql" else stamp)
+    else:  # older SQLModel on SQLite / MariaDB: stored, handed back naive
+        assert back is not None and back.tzinfo is None
 
 
 @pytest.mark.only_backends("mysql")

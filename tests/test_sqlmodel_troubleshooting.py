@@ -32,14 +32,12 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import DetachedInstanceError
 from sqlalchemy.schema import Column, CreateTable, MetaData, Table
 from sqlalchemy.types import String
+from sqlmodel import Field, Relationship, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.sqltypes import AutoString
 
-pytest.importorskip("sqlmodel")
-from sqlmodel import Field, Relationship, SQLModel, select  # noqa: E402
-from sqlmodel.ext.asyncio.session import AsyncSession  # noqa: E402
-from sqlmodel.sql.sqltypes import AutoString  # noqa: E402
-
-from templates.base_model import UTCDateTime, UUIDType, utcnow  # noqa: E402
-from templates.sqlmodel_session import create_sqlmodel_sessionmaker  # noqa: E402
+from templates.base_model import UTCDateTime, UUIDType, utcnow
+from templates.sqlmodel_session import create_sqlmodel_sessionmaker
 
 ROOT = Path(__file__).resolve().parents[1]
 SA_21 = tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
