@@ -30,7 +30,7 @@ from pydantic import ConfigDict, field_validator
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import selectinload
-from sqlmodel import Field, Relationship, SQLModel, select
+from sqlmodel import Field, Relationship, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from templates.base_model import NAMING_CONVENTION, UTCDateTime, UUIDType, utcnow
@@ -140,9 +140,9 @@ router = APIRouter()
 
 
 async def live_user(session: AsyncSession, user_id: uuid.UUID, *, with_posts: bool = False) -> User:
-    stmt = select(User).where(User.id == user_id, User.deleted_at.is_(None))  # type: ignore[union-attr]
+    stmt = select(User).where(User.id == user_id, col(User.deleted_at).is_(None))
     if with_posts:
-        stmt = stmt.options(selectinload(User.posts))  # type: ignore[arg-type]
+        stmt = stmt.options(selectinload(User.posts))
     user = (await session.exec(stmt)).one_or_none()
     if user is None:
         raise HTTPException(status_code=404, detail="user not found")
@@ -165,7 +165,7 @@ async def list_users(
 ) -> UserPage:
     try:
         # 1 SELECT for the users + 1 for all their posts (selectinload), whatever limit is.
-        page = await exec_page(session, User, limit=limit, cursor=cursor, options=[selectinload(User.posts)])  # type: ignore[arg-type]
+        page = await exec_page(session, User, limit=limit, cursor=cursor, options=[selectinload(User.posts)])
     except InvalidCursor as exc:
         raise HTTPException(status_code=422, detail=f"invalid cursor: {exc}") from None
     return UserPage(items=[UserWithPosts.model_validate(u) for u in page.items], next_cursor=page.next_cursor)
@@ -271,7 +271,7 @@ async def main() -> None:
                     raise AssertionError(f"pagination returned {len(seen)} ids ({len(set(seen))} distinct), expected 6")
                 if len(queries.selects()) > 2 * pages:
                     raise AssertionError(f"{len(queries.selects())} SELECTs for {pages} pages: expected at most 2 per page")
-                ada_posts = [post["title"] for item in items if item["id"] == ada["id"] for post in item["posts"]]  # type: ignore[attr-defined]
+                ada_posts = [post["title"] for item in items if item["id"] == ada["id"] for post in item["posts"]]
                 if ada_posts != ["Hello"]:
                     raise AssertionError(f"Ada's posts in the list: {ada_posts}")
                 expect(await client.get("/users", params={"cursor": "definitely-not-a-cursor"}), 422)

@@ -37,9 +37,9 @@ def marked_lines(path: Path, rule: str, mode: str) -> set[int]:
 
 def findings_of(run: Run, *, static: bool) -> list[dict[str, Any]]:
     if static:
-        return run.json["findings"]  # type: ignore[no-any-return]
+        return run.json["findings"]
     line = [ln for ln in run.err.splitlines() if ln.startswith("{")][-1]
-    return json.loads(line)["findings"]  # type: ignore[no-any-return]
+    return json.loads(line)["findings"]
 
 
 # --------------------------------------------------------------------------- runtime

@@ -111,7 +111,7 @@ async def test_sqlalchemy_session_runs_sqlmodel_select_without_warnings(tables: 
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             found = (await session.scalars(select(SsMember).where(SsMember.club == "sa"))).all()
-            page = await Repository(session, SsMember).page(limit=1, where=[SsMember.club == "sa"])  # type: ignore[type-var]
+            page = await Repository(session, SsMember).page(limit=1, where=[SsMember.club == "sa"])
     assert len(found) == 2 and len(page.items) == 1 and page.next_cursor
 
 
@@ -141,7 +141,7 @@ async def test_exec_page_walks_like_repository_page(tables: AsyncEngine) -> None
     async def walk_repository() -> tuple[list[uuid.UUID], list[str]]:
         seen, cursors, cursor = [], [], None
         async with create_sessionmaker(tables)() as session:
-            repo = Repository(session, SsMember)  # type: ignore[type-var]
+            repo = Repository(session, SsMember)
             while True:
                 page = await repo.page(limit=2, cursor=cursor, where=[SsMember.club == "page"])
                 seen += [m.id for m in page.items]
@@ -165,10 +165,10 @@ async def test_exec_page_walks_like_repository_page(tables: AsyncEngine) -> None
 
 
 def test_table_models_skip_validation_plain_models_do_not() -> None:
-    loose = SsMember(email=None, club="x" * 500)  # type: ignore[arg-type]  # no error: table=True skips validation
+    loose = SsMember(email=None, club="x" * 500)  # no error: table=True skips validation
     assert loose.email is None and len(loose.club) == 500
     with pytest.raises(ValidationError):
-        SsMemberCreate(email=None, club="x" * 500)  # type: ignore[arg-type]
+        SsMemberCreate(email=None, club="x" * 500)
     with pytest.raises(ValidationError):
         SsMember.model_validate({"email": None, "club": "chess"})  # model_validate does validate
     member = SsMember.model_validate(SsMemberCreate(email="a@example.com", club="chess"))

@@ -117,7 +117,7 @@ async def test_exec_on_sqlalchemy_async_session(tables: AsyncEngine) -> None:
     sessionmaker = async_sessionmaker(tables, expire_on_commit=False)
     async with sessionmaker() as session:
         with pytest.raises(AttributeError, match=re.escape("'AsyncSession' object has no attribute 'exec'")):
-            await session.exec(select(TsmTeam).where(TsmTeam.id == team_id))  # type: ignore[attr-defined]
+            await session.exec(select(TsmTeam).where(TsmTeam.id == team_id))
         # (that session works with SQLAlchemy's API: session.scalars(select(...)))
         assert (await session.scalars(select(TsmTeam).where(TsmTeam.id == team_id))).one().id == team_id
 
@@ -171,8 +171,8 @@ async def test_relationship_read_after_the_session_closed(tables: AsyncEngine) -
 
     # fix: load what will be read, in the query, while the session is open
     async with sessionmaker() as session:
-        team = (await session.exec(select(TsmTeam).where(TsmTeam.id == team_id).options(selectinload(TsmTeam.heroes)))).one()  # type: ignore[arg-type]
-        hero = (await session.exec(select(TsmHero).where(TsmHero.team_id == team_id).options(selectinload(TsmHero.team)).limit(1))).one()  # type: ignore[arg-type]
+        team = (await session.exec(select(TsmTeam).where(TsmTeam.id == team_id).options(selectinload(TsmTeam.heroes)))).one()
+        hero = (await session.exec(select(TsmHero).where(TsmHero.team_id == team_id).options(selectinload(TsmHero.team)).limit(1))).one()
     assert len(team.heroes) == 2 and hero.team.id == team_id
 
 
@@ -204,7 +204,7 @@ async def test_response_model_reads_an_unloaded_relationship(tables: AsyncEngine
     @app.get("/fixed", response_model=TeamOut)
     async def fixed() -> Any:
         async with sessionmaker() as session:
-            stmt = select(TsmTeam).where(TsmTeam.id == team_id).options(selectinload(TsmTeam.heroes))  # type: ignore[arg-type]
+            stmt = select(TsmTeam).where(TsmTeam.id == team_id).options(selectinload(TsmTeam.heroes))
             return (await session.exec(stmt)).one()
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
@@ -263,7 +263,7 @@ async def test_aware_datetime_into_a_naive_column(tables: AsyncEngine, backend: 
                 await session.commit()  # asyncpg refuses an aware value for TIMESTAMP WITHOUT TIME ZONE
         else:
             await session.commit()  # SQLite / MariaDB store it and hand back a naive value
-            back = (await session.exec(select(TsmNaiveEvent.at).order_by(TsmNaiveEvent.id.desc()).limit(1))).one()  # type: ignore[union-attr]
+            back = (await session.exec(select(TsmNaiveEvent.at).order_by(TsmNaiveEvent.id.desc()).limit(1))).one()
             assert back.tzinfo is None and back != stamp
 
     # fix: an aware column type (templates/base_model.py UTCDateTime)
