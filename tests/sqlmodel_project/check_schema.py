@@ -18,7 +18,7 @@ async def main() -> None:
     sessionmaker = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
     stamp = datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=timezone(timedelta(hours=2)))
     async with sessionmaker() as session:
-        user = User(email="ada@example.com", name="Ada " + "x" * 200, created_at=stamp, posts=[Post(title="Hello")])
+        user = User(email="ada@example.com", name="Ada " + "x" * 90, created_at=stamp, posts=[Post(title="Hello")])
         session.add(user)
         await session.commit()
     async with sessionmaker() as session:
