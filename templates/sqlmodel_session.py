@@ -7,8 +7,8 @@ and error handlers of ``session_manager.py`` work unchanged. What this file adds
 - ``create_sqlmodel_sessionmaker(engine)``: sessions of SQLModel's ``AsyncSession`` (the one with
   ``exec()``), with ``expire_on_commit=False`` like every sessionmaker in this skill.
 - ``exec_page(session, Model, ...)``: ``Repository.page`` run through ``session.exec``. On SQLModel's
-  session, ``execute()`` - and ``scalars()``/``scalar()``, which call it - emit a DeprecationWarning
-  on every call, so code that uses SQLModel's session should not go through them.
+  session, ``execute()`` - and ``scalars()``, which calls it - emit a DeprecationWarning on every
+  call, so code that uses SQLModel's session should not go through them (``Repository`` does).
 
 Needs sqlmodel (``pip install sqlmodel``); nothing else in the templates imports it. No FastAPI here:
 ``examples/sqlmodel_app.py`` shows the wiring.

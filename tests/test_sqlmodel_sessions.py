@@ -102,6 +102,9 @@ async def test_execute_and_scalars_on_sqlmodel_session_are_deprecated(tables: As
             assert len((await session.execute(stmt)).scalars().all()) == 1
         with pytest.warns(DeprecationWarning, match=re.escape(DEPRECATED)):
             assert len((await session.scalars(stmt)).all()) == 1  # scalars() goes through execute()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert (await session.scalar(stmt)) is not None  # scalar() does not: no warning
 
 
 async def test_sqlalchemy_session_runs_sqlmodel_select_without_warnings(tables: AsyncEngine) -> None:

@@ -174,6 +174,11 @@ async def test_relationship_read_after_the_session_closed(tables: AsyncEngine) -
         team = (await session.exec(select(TsmTeam).where(TsmTeam.id == team_id).options(selectinload(TsmTeam.heroes)))).one()
         hero = (await session.exec(select(TsmHero).where(TsmHero.team_id == team_id).options(selectinload(TsmHero.team)).limit(1))).one()
     assert len(team.heroes) == 2 and hero.team.id == team_id
+    # one object, after the fact: refresh() loads it even with lazy="raise"
+    async with sessionmaker() as session:
+        team = (await session.exec(select(TsmTeam).where(TsmTeam.id == team_id))).one()
+        await session.refresh(team, ["heroes"])
+    assert len(team.heroes) == 2
 
 
 class TeamOut(SQLModel):
@@ -214,6 +219,9 @@ async def test_response_model_reads_an_unloaded_relationship(tables: AsyncEngine
             await client.get("/wrong")  # a 500 for a real client
         response = await client.get("/fixed")
     assert response.status_code == 200 and len(response.json()["heroes"]) == 2
+    as_served = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # what a real client sees
+    async with httpx.AsyncClient(transport=as_served, base_url="http://t") as client:
+        assert (await client.get("/wrong")).status_code == 500
 
 
 # --- from __future__ import annotations in a models module ---------------------------------------
