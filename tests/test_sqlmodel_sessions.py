@@ -167,6 +167,11 @@ async def test_exec_page_walks_like_repository_page(tables: AsyncEngine) -> None
 # --- table models do not validate ------------------------------------------------------------------
 
 
+def test_max_length_sets_the_column_length() -> None:
+    """What the MySQL/MariaDB advice relies on (SQLModel 0.0.18 and older drop it with pydantic 2.14)."""
+    assert SsMember.__table__.c.email.type.length == 255 and SsMember.__table__.c.club.type.length == 20
+
+
 def test_table_models_skip_validation_plain_models_do_not() -> None:
     loose = SsMember(email=None, club="x" * 500)  # no error: table=True skips validation
     assert loose.email is None and len(loose.club) == 500
