@@ -11,6 +11,15 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+<%
+    ## SQLModel projects: autogenerate writes sqlmodel.sql.sqltypes.AutoString() into the operations.
+    ## Import sqlmodel only in such revisions: a project without SQLModel never needs it installed.
+    operations = str(upgrades or "") + str(downgrades or "")
+    needs_sqlmodel = "sqlmodel." in operations and "import sqlmodel" not in str(imports or "")
+%>\
+% if needs_sqlmodel:
+import sqlmodel
+% endif
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}
