@@ -37,7 +37,8 @@ from templates.base_model import NAMING_CONVENTION, UTCDateTime, UUIDType, utcno
 from templates.query_counter import count_queries
 from templates.repository import MAX_PAGE_SIZE, InvalidCursor
 from templates.scratch import scratch_url
-from templates.session_manager import DatabaseSettings, create_lifespan, get_session, install_error_handlers
+from templates.database import DatabaseSettings
+from templates.fastapi_integration import create_lifespan, get_session, install_error_handlers
 from templates.sqlmodel_session import create_sqlmodel_sessionmaker, exec_page
 
 # No `from __future__ import annotations` in a module with table models: SQLModel would see

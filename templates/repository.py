@@ -44,6 +44,7 @@ from sqlalchemy.types import TypeDecorator
 from .base_model import Base, utcnow
 
 ModelT = TypeVar("ModelT", bound=Base)
+ItemT = TypeVar("ItemT")  # a page holds any mapped class (SQLModel tables too)
 
 MAX_PAGE_SIZE = 200
 
@@ -53,8 +54,8 @@ class InvalidCursor(ValueError):
 
 
 @dataclass(frozen=True)
-class Page(Generic[ModelT]):
-    items: list[ModelT]
+class Page(Generic[ItemT]):
+    items: list[ItemT]
     next_cursor: str | None  # None on the last page
 
 

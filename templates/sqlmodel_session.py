@@ -1,8 +1,8 @@
-"""Async sessions for SQLModel apps, on top of ``session_manager.py`` and ``repository.py``.
+"""Async sessions for SQLModel apps, on top of ``database.py`` and ``repository.py``.
 
-Copy next to ``session_manager.py``, ``base_model.py`` and ``repository.py``. SQLModel's ``table=True``
+Copy next to ``database.py``, ``base_model.py`` and ``repository.py``. SQLModel's ``table=True``
 models are SQLAlchemy mapped classes, so the engine factory, lifespan, ``get_session``/``SessionDep``
-and error handlers of ``session_manager.py`` work unchanged. What this file adds:
+and error handlers of ``fastapi_integration.py`` work unchanged. What this file adds:
 
 - ``create_sqlmodel_sessionmaker(engine)``: sessions of SQLModel's ``AsyncSession`` (the one with
   ``exec()``), with ``expire_on_commit=False`` like every sessionmaker in this skill.
@@ -26,7 +26,7 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .repository import MAX_PAGE_SIZE, Page, Repository
-from .session_manager import create_sessionmaker
+from .database import create_sessionmaker
 
 TableT = TypeVar("TableT", bound=SQLModel)
 
@@ -63,7 +63,7 @@ async def exec_page(
     )
     if cursor is not None:
         stmt = stmt.where(keyset.after(keyset.decode_cursor(cursor)))
-    rows = (await session.exec(stmt)).all()
+    rows = (await session.exec(stmt)).all()  # type: ignore[call-overload]  # sqlmodel types only 1-entity selects
     items = [row[0] for row in rows[:limit]]
     next_cursor = keyset.encode_cursor(tuple(rows[limit - 1][1:])) if len(rows) > limit else None
     return Page(items=items, next_cursor=next_cursor)

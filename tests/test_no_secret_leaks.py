@@ -40,7 +40,7 @@ from run_examples import discover  # noqa: E402
 from sample_project.harness import METADATA, SCRIPTS, environment, make_project  # noqa: E402
 
 sys.path.insert(0, str(SCRIPTS))
-from migration_tools import scratch_database  # noqa: E402
+from scratch_db import scratch_database  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "Zx9-LEAK-CANARY-7731%"  # '%' makes the URL form differ (…7731%25)
@@ -306,7 +306,7 @@ def test_odd_passwords_through_every_script(tmp_path: Path) -> None:
     async_fix = f"postgresql+asyncpg://app:***@127.0.0.1:{port}/app"
     tc, gm = SCRIPTS / "test-connection.sh", SCRIPTS / "generate-migration.sh"
     oq, sa = SCRIPTS / "optimize-queries.sh", SCRIPTS / "setup-alembic.sh"
-    program = [sys.executable, str(ROOT / "examples" / "user_model.py")]
+    program = [sys.executable, str(ROOT / "examples" / "relationships.py")]
     plans: list[tuple[Invocation, str | None]] = []  # (invocation, text the output must contain)
     for json_flag in ([], ["--json"]):
         mode = " --json" if json_flag else ""

@@ -18,7 +18,7 @@ from sqlmodel import func, select
 from examples.sqlmodel_app import SessionDep, User, create_app
 from templates.query_counter import count_queries
 from templates.scratch import scratch_url
-from templates.session_manager import DatabaseSettings
+from templates.database import DatabaseSettings
 
 
 @asynccontextmanager

@@ -24,7 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from templates.base_model import UTCDateTime, UUIDType, utcnow
 from templates.repository import InvalidCursor, Repository
-from templates.session_manager import create_sessionmaker
+from templates.database import create_sessionmaker
 from templates.sqlmodel_session import create_sqlmodel_sessionmaker, exec_page
 
 SA_21 = tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
