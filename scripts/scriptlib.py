@@ -364,7 +364,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse without its own printing and ``exit(2)``: errors raise ``UsageError`` so the script's
     one exit path reports them (JSON included) with exit code 2."""
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see --help)")
 
 

@@ -16,6 +16,7 @@ STARTED = time.monotonic()  # the --timeout budget counts from here (imports inc
 import argparse  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,7 +55,7 @@ def positive_float(value: str) -> float:
     return number
 
 
-def int_at_least(minimum: int):  # type: ignore[no-untyped-def]
+def int_at_least(minimum: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
             number = int(value)
