@@ -38,7 +38,7 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, redirect_stderr, redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +46,18 @@ sys.dont_write_bytecode = True  # never leave __pycache__ in a solution or refer
 
 from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
+from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
-BACKENDS = ("sqlite", "postgresql", "mysql")
 SERVER_VARS = {"postgresql": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}
 EXAMPLE_URLS = {
     "postgresql": "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
     "mysql": "mysql+aiomysql://root@127.0.0.1:3306/test",
 }
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SKIP = 0, 1, 2, 4
-CHILD_TIMEOUT = 900  # a hang guard for one backend's run, far above the normal few seconds
+RUN_DEADLINE = 600  # a hang guard for one backend's checks, far above the normal few seconds; on
+# expiry the run is cancelled, so its scratch database is still dropped
+CHILD_TIMEOUT = 900  # the parent's guard for a child that does not even get to cancel
 HTTP_TIMEOUT = 60.0  # per request: generous, a loaded CI machine is slow, a hang is not
 
 
@@ -93,9 +94,6 @@ class Report:
     def check(self, name: str, ok: bool, why: str = "") -> bool:
         return self.record(name, bool(ok), why if not ok else "")
 
-    def ok(self, name: str) -> bool:
-        return self.results.get(name, (False, ""))[0]
-
     def fail_rest(self, why: str, names: list[str] | None = None) -> None:
         """Fail every check not reported yet (or those of ``names`` not reported yet)."""
         for name in self.names:
@@ -108,8 +106,11 @@ class Report:
 
 
 def server_url(backend: str) -> str | None:
+    """The server URL of a backend from the environment (None when unset); SQLite needs none."""
     var = SERVER_VARS.get(backend)
-    return os.environ.get(var) or None if var else "sqlite+aiosqlite://"
+    if var is None:
+        return "sqlite+aiosqlite://"
+    return os.environ.get(var) or None
 
 
 def missing_backend_reason(backend: str) -> str | None:
@@ -134,7 +135,6 @@ class Task:
     backends: tuple[str, ...]
     run: Callable[[Path, str, Report], Any]
     extra_need: Callable[[str], str | None] | None = None
-    ignore: tuple[str, ...] = field(default_factory=tuple)
 
 
 def main(task: Task, argv: list[str] | None = None) -> int:
@@ -198,11 +198,11 @@ def run_backend(task: Task, solution: Path, backend: str) -> tuple[int, int]:
     with tempfile.TemporaryDirectory(prefix="evalgrade-") as tmp:
         copy = Path(tmp) / "solution"
         shutil.copytree(solution, copy, ignore=shutil.ignore_patterns(
-            "__pycache__", ".venv", ".git", ".pytest_cache", "*.db", "*.db-wal", "*.db-shm", *task.ignore))
+            "__pycache__", ".venv", ".git", ".pytest_cache", "*.db", "*.db-wal", "*.db-shm"))
         cwd = os.getcwd()
         try:
             os.chdir(copy)
-            asyncio.run(task.run(copy, backend, report))
+            asyncio.run(asyncio.wait_for(task.run(copy, backend, report), RUN_DEADLINE))
         except Exception as exc:  # noqa: BLE001 - a broken solution must still get a score
             traceback.print_exc(file=sys.stderr)
             report.fail_rest(f"grader stopped: {describe(exc)}")
@@ -219,10 +219,6 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 # --- databases -------------------------------------------------------------------------------
-
-
-def admin_engine(url: str) -> AsyncEngine:
-    return create_async_engine(url, poolclass=NullPool)
 
 
 @asynccontextmanager
@@ -376,7 +372,8 @@ def http_client(base_url: str) -> Any:
                              limits=httpx.Limits(max_keepalive_connections=0, max_connections=100))
 
 
-def run_python(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_python(args: list[str], cwd: Path, env: dict[str, str],
+               timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``python ARGS`` (this interpreter) in ``cwd``; never raises for a non-zero exit."""
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -75,11 +75,12 @@ async def run(solution: Path, backend: str, report: gradelib.Report) -> None:
         junit = Path(plugin_dir) / "junit.xml"
         engines_file = Path(plugin_dir) / "engines.json"
         async with gradelib.scratch_database(backend) as url:
-            env = gradelib.child_env(TEST_DATABASE_URL=url, PYTHONPATH=f"{plugin_dir}:{solution}",
+            env = gradelib.child_env(TEST_DATABASE_URL=url, PYTHONPATH=os.pathsep.join([plugin_dir, str(solution)]),
                                      GRADER_ENGINE_REPORT=str(engines_file))
-            proc = gradelib.run_python(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "grader_engine_count",
-                                        "-p", "no:randomly", "--tb=line", f"--junitxml={junit}", "-o", "junit_family=xunit2"],
-                                       solution, env, timeout=600)
+            # --tb=line: rendering the full tracebacks of a broken suite took longer than the run
+            args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "grader_engine_count", "-p", "no:randomly",
+                    "--tb=line", f"--junitxml={junit}", "-o", "junit_family=xunit2"]
+            proc = gradelib.run_python(args, solution, env, timeout=600)
         if not junit.exists():
             report.fail_rest(f"pytest did not produce a report (exit {proc.returncode}): {gradelib.tail(proc)}")
             return

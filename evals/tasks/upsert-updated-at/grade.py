@@ -111,9 +111,9 @@ async def run(solution: Path, backend: str, report: gradelib.Report) -> None:
             moved = sorted(sku for sku in untouched if year_of(rows[sku].updated_at) != 2020)
             report.check("unchanged_rows_keep_updated_at", not moved,
                          f"{len(moved)} of {len(untouched)} unchanged products got a new updated_at, e.g. {moved[:3]}")
-            wrong = [r["sku"] for r in feed
-                     if r["sku"] not in rows or (rows[r["sku"]].name, Decimal(rows[r["sku"]].price),
-                                                 rows[r["sku"]].description) != (r["name"], r["price"], r["description"])]
+            wrong = [r["sku"] for r in feed if r["sku"] not in rows or (
+                rows[r["sku"]].name, Decimal(rows[r["sku"]].price), rows[r["sku"]].description,
+            ) != (r["name"], r["price"], r["description"])]
             report.check("second_sync_values", len(rows) == len(feed) and not wrong,
                          f"{len(rows)} rows (expected {len(feed)}); stored values differ from the feed for {wrong[:5]}")
             report.check("bulk_statements", statements <= MAX_STATEMENTS,
