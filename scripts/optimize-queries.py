@@ -31,6 +31,7 @@ PROG = "optimize-queries.sh"
 RANK = {"error": 0, "warning": 1, "info": 2}
 HUMAN_LIMIT = 50
 JSON_LIMIT = 500
+SKIPPED_LIMIT = 50
 
 USAGE = f"""usage: {PROG} [--threshold N] [--slow-ms MS] [--explain] [--report FILE] [--json] -- COMMAND [ARGS...]
        {PROG} --static PATH... [--json]
@@ -62,9 +63,11 @@ options:
 Findings (sorted by severity error > warning > info) carry rule, severity, file, line (runtime:
 the user's call site), message, fix. Parameter values are never printed; passwords are masked.
 
-exit codes: 0 no findings; 1 findings; 2 bad usage (unknown option, missing path, command not
-found); 3 environment problem (instrumentation could not load in COMMAND); when COMMAND itself
-fails, its own exit status.
+exit codes: 0 no findings; 1 findings, or (static) a file that could not be parsed; 2 bad usage
+(unknown option, missing path, command not found); 3 environment problem (runtime: instrumentation
+could not load in COMMAND; static: files need a newer Python, named in "needs_python"); when
+COMMAND itself fails, its own exit status. A skipped file is never a clean result: "ok" is false,
+"skipped_count" and "skipped_by_reason" count them all.
 
 example:
   bash scripts/{PROG} --explain --report /tmp/oq.json -- python -m pytest -q tests/test_api.py
@@ -72,13 +75,8 @@ example:
 """
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
-def build_parser() -> Parser:
-    p = Parser(prog=PROG, add_help=False)
+def build_parser() -> scriptlib.ArgumentParser:
+    p = scriptlib.ArgumentParser(prog=PROG, add_help=False)
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("--threshold", type=int, default=5)
     p.add_argument("--slow-ms", type=float, default=500.0)
@@ -123,23 +121,42 @@ def run_static(paths: list[str], as_json: bool) -> int:
     _, missing = static_rules.iter_python_files(paths)
     if missing:
         raise UsageError("no such file or directory: " + ", ".join(repr(m) for m in missing[:5]))
-    findings, checked, skipped = static_rules.check_paths(paths)
-    findings = sort_findings(findings)
-    for s in skipped:
+    result = static_rules.check_paths(paths)
+    findings = sort_findings(result.findings)
+    skipped = result.skipped
+    needs = result.needs_python
+    shown_skips, more_skips = scriptlib.bounded(skipped, SKIPPED_LIMIT)
+    for s in shown_skips:
         scriptlib.info(f"skipped {s['file']}: {s['reason']}")
+    if more_skips:
+        scriptlib.info(f"... and {more_skips} more skipped file(s) (--json lists up to {SKIPPED_LIMIT})")
     limited, more = scriptlib.bounded(findings, JSON_LIMIT)
-    result = {
-        "ok": not findings,
+    payload = {
+        "ok": not findings and not skipped,
         "mode": "static",
-        "files": checked,
+        "files": result.files,
         "findings": limited,
         "omitted": more,
         "summary": summary(findings),
-        "skipped": skipped[:20],
+        "skipped_count": len(skipped),
+        "skipped_by_reason": result.skipped_by_reason(),
+        "needs_python": needs,
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "skipped": shown_skips,
+        "skipped_omitted": more_skips,
     }
-    header = f"optimize-queries --static: {checked} file(s), {len(findings)} finding(s)" + (f" {summary(findings)}" if findings else "")
-    scriptlib.emit(result, as_json=as_json, human=human_lines(findings, header))
-    return EXIT_PROBLEMS if findings else EXIT_OK
+    header = f"optimize-queries --static: {result.files} file(s), {len(findings)} finding(s)" + (f" {summary(findings)}" if findings else "")
+    human = human_lines(findings, header)
+    if skipped:
+        human.append(
+            f"INCOMPLETE: {len(skipped)} file(s) not checked {result.skipped_by_reason()}"
+            + (f"; rerun with Python >= {needs} (running {sys.version_info[0]}.{sys.version_info[1]})" if needs else "")
+            + " (listed on stderr)"
+        )
+    scriptlib.emit(payload, as_json=as_json, human=human)
+    if needs:
+        return EXIT_ENV  # the result is incomplete until a newer interpreter reads those files
+    return EXIT_PROBLEMS if findings or skipped else EXIT_OK
 
 
 # --------------------------------------------------------------------------- runtime

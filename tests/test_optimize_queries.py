@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "optimize-queries.sh"
 CORPUS = ROOT / "tests" / "corpus"
 APPS = sorted(p for p in CORPUS.glob("*.py") if not p.name.startswith((".", "_")))
+STATIC_CASES = sorted((CORPUS / "static").glob("*.py"))  # read by static mode only, never run
 TIMEOUT = 180
 
 sys.path.insert(0, str(ROOT / "scripts" / "sqlprobe"))
@@ -138,12 +139,32 @@ def test_corpus_static(app: Path) -> None:
             assert lines <= reported, f"{rule}: expected at lines {sorted(lines)}, reported at {sorted(reported)}"
 
 
+@pytest.mark.parametrize("case", STATIC_CASES, ids=[p.stem for p in STATIC_CASES])
+def test_static_regression_cases(case: Path) -> None:
+    """Real-world-shaped true and false positives: exactly the marked lines are reported."""
+    exp = expectations(case)
+    proc = run_tool(["--static", str(case.relative_to(ROOT)), "--json"])
+    result = json.loads(proc.stdout)
+    got = sorted((f["rule"], f["line"]) for f in result["findings"])
+    want = sorted((rule, line) for (mode, rule), lines in exp["lines"].items() if mode == "static" for line in lines)
+    assert got == want, json.dumps(result["findings"], indent=1)
+    assert {r for r, _ in want} == exp["static"]
+
+
+def test_static_regression_cases_cover_every_rule() -> None:
+    covered = set().union(*(expectations(p)["static"] for p in STATIC_CASES))
+    assert covered == set(STATIC_RULES), set(STATIC_RULES) - covered
+    for p in [*APPS, *STATIC_CASES]:
+        first = p.read_text(encoding="utf-8").splitlines()[0]
+        assert re.match(r"# (DELIBERATELY WRONG|CLEAN) example for the optimize-queries checker's tests.*never copy", first), p
+
+
 def test_static_whole_corpus_matches_per_file() -> None:
     """One run over the folder reports exactly what the per-file runs report, sorted by severity."""
     proc = run_tool(["--static", "tests/corpus", "--json"])
     result = json.loads(proc.stdout)
-    assert proc.returncode == 1 and result["files"] == len(APPS)
-    got = sorted((f["file"], f["rule"]) for f in result["findings"])
+    assert proc.returncode == 1 and result["files"] == len(APPS) + len(STATIC_CASES)
+    got = sorted((f["file"], f["rule"]) for f in result["findings"] if f["file"].count("/") == 2)
     want = sorted((f"tests/corpus/{p.name}", r) for p in APPS for r in expectations(p)["static"])
     assert got == want
     ranks = [{"error": 0, "warning": 1, "info": 2}[f["severity"]] for f in result["findings"]]
@@ -427,9 +448,47 @@ def test_static_reports_unparseable_files(tmp_path: Path) -> None:
     (tmp_path / "loop.py").write_text("async def f(session, ids):\n    for i in ids:\n        await session.get(object, i)\n")
     proc = run_tool(["--static", str(tmp_path), "--json"])
     result = json.loads(proc.stdout)
-    assert proc.returncode == 1 and result["files"] == 1
+    assert proc.returncode == 1 and result["files"] == 1 and result["ok"] is False
     assert [s["file"].endswith("broken.py") for s in result["skipped"]] == [True]
+    assert result["skipped_count"] == 1 and result["skipped_by_reason"] == {"syntax_error": 1}
     assert "skipped" in proc.stderr and [f["rule"] for f in result["findings"]] == ["query_in_loop"]
+
+
+def test_unreadable_files_are_never_a_clean_result(tmp_path: Path) -> None:
+    """No finding but a file that could not be parsed: ok false and exit 1, never "ok": true / 0;
+    the count is complete even when the list is cut."""
+    for i in range(60):
+        (tmp_path / f"broken_{i:02d}.py").write_text("def f(:\n")
+    (tmp_path / "fine.py").write_text("x = 1\n")
+    proc = run_tool(["--static", str(tmp_path), "--json"])
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 1 and result["ok"] is False and result["findings"] == []
+    assert result["skipped_count"] == 60 and len(result["skipped"]) == 50 and result["skipped_omitted"] == 10
+    human = run_tool(["--static", str(tmp_path)])
+    assert human.returncode == 1 and "INCOMPLETE: 60 file(s) not checked" in human.stdout
+
+
+NEWER = [  # (version, source) for syntax this interpreter may not read
+    ((3, 12), "type Pair = tuple[int, int]\n"),
+    ((3, 14), "try:\n    pass\nexcept ValueError, TypeError:\n    pass\n"),
+]
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="this interpreter parses every syntax the test writes")
+def test_files_newer_than_the_interpreter_name_the_version(tmp_path: Path) -> None:
+    """Files using syntax newer than the running Python: exit 3 (environment), ok false, and the
+    Python version that would read them."""
+    newest = None
+    for version, source in NEWER:
+        if version > sys.version_info[:2]:
+            (tmp_path / f"py{version[0]}{version[1]}.py").write_text(source)
+            newest = version
+    proc = run_tool(["--static", str(tmp_path), "--json"])
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 3 and result["ok"] is False
+    assert result["needs_python"] == "{}.{}".format(*newest)
+    assert set(result["skipped_by_reason"]) == {"needs_newer_python"}
+    assert all("needs Python >=" in s["reason"] for s in result["skipped"])
 
 
 def test_sync_engines_are_instrumented_too(tmp_path: Path) -> None:
