@@ -33,16 +33,19 @@ HUMAN_LIMIT = 50
 JSON_LIMIT = 500
 SKIPPED_LIMIT = 50
 
-USAGE = f"""usage: {PROG} [--threshold N] [--slow-ms MS] [--explain] [--report FILE] [--json] -- COMMAND [ARGS...]
+USAGE = f"""usage: {PROG} [--threshold N] [--slow-ms MS] [--explain | --no-explain] [--include-test-tables]
+                [--report FILE] [--json] -- COMMAND [ARGS...]
        {PROG} --static PATH... [--json]
 
 Runtime mode: runs COMMAND (a script, pytest, an app's self-check) with every SQLAlchemy engine
 instrumented, then reports on stderr. COMMAND's stdout/stderr pass through untouched.
-  n_plus_one            same statement >= N times from one call site with different parameters
+  n_plus_one            same statement >= N times from one line (same callers) with different parameters
   repeated_identical    same statement with the same parameters >= N times on one connection
-  slow_query            an execution slower than --slow-ms
-  missing_index         (--explain) the backend plan scans a table to filter on an unindexed column
-  unindexed_foreign_key (--explain) a foreign key used in a filter/join with no index leading with it
+  slow_query            a read (or UPDATE/DELETE with WHERE) slower than --slow-ms; set-up writes/DDL not
+  missing_index         the plan reads a whole table to filter on columns no index could serve (one
+                        finding per statement: composite or expression index); booleans and
+                        discriminators left out
+  unindexed_foreign_key the plan reads a whole table to filter/join on a foreign key no index leads with
 Static mode: parses Python files/folders (AST, nothing is imported or run) for
   lazy_load_in_async, query_in_loop, relationship_without_lazy, joinedload_collection_without_unique,
   session_shared_across_tasks, values_list_bulk_insert, queuepool_on_async_engine,
@@ -52,8 +55,12 @@ Static mode: parses Python files/folders (AST, nothing is imported or run) for
 options:
   --threshold N   repetitions that make an N+1 / repeated query (default 5, min 2)
   --slow-ms MS    report executions slower than MS milliseconds (default 500; 0 = off)
-  --explain       also read catalog + EXPLAIN plans (one per statement shape, in the command's own
-                  connection, never ANALYZE; PostgreSQL: inside a rolled-back SAVEPOINT)
+  --explain       index checks also for UPDATE/DELETE (default: SELECTs only). Index checks read the
+                  catalog and one EXPLAIN per statement shape, in the command's own connection,
+                  never ANALYZE; PostgreSQL: SET LOCAL enable_seqscan = off in a rolled-back SAVEPOINT
+  --no-explain    no catalog reads, no EXPLAIN: no index findings
+  --include-test-tables  also report index findings on tables whose models are defined only for
+                  tests (a tests/ folder, conftest.py, test_*.py); by default they are only counted
   --report FILE   also write the runtime report as JSON: {{"statements": int, "findings": [...], ...}}
   --static PATH   static mode over .py files / folders (several allowed)
   --json          static: one JSON object on stdout; runtime: the report as one JSON line on stderr
@@ -70,7 +77,7 @@ COMMAND itself fails, its own exit status. A skipped file is never a clean resul
 "skipped_count" and "skipped_by_reason" count them all.
 
 example:
-  bash scripts/{PROG} --explain --report /tmp/oq.json -- python -m pytest -q tests/test_api.py
+  bash scripts/{PROG} --report /tmp/oq.json -- python -m pytest -q tests/test_api.py
   bash scripts/{PROG} --static app/ --json
 """
 
@@ -81,6 +88,8 @@ def build_parser() -> scriptlib.ArgumentParser:
     p.add_argument("--threshold", type=int, default=5)
     p.add_argument("--slow-ms", type=float, default=500.0)
     p.add_argument("--explain", action="store_true")
+    p.add_argument("--no-explain", action="store_true")
+    p.add_argument("--include-test-tables", action="store_true")
     p.add_argument("--report")
     p.add_argument("--static", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true")
@@ -162,6 +171,12 @@ def run_static(paths: list[str], as_json: bool) -> int:
 # --------------------------------------------------------------------------- runtime
 
 
+def explain_kinds(args: argparse.Namespace) -> str:
+    if args.no_explain:
+        return "0"
+    return "SELECT,UPDATE,DELETE" if args.explain else "SELECT"
+
+
 def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> int:
     import runtime_rules
 
@@ -177,7 +192,7 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
     site_dir = str(PROBE / "site")
     env["PYTHONPATH"] = site_dir + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["OPTIMIZE_QUERIES_DIR"] = str(record_dir)
-    env["OPTIMIZE_QUERIES_EXPLAIN"] = "1" if args.explain else "0"
+    env["OPTIMIZE_QUERIES_EXPLAIN"] = explain_kinds(args)
     slow_ms = args.slow_ms if args.slow_ms and args.slow_ms > 0 else None
     if slow_ms is not None:
         env["OPTIMIZE_QUERIES_SLOW_MS"] = repr(slow_ms)
@@ -195,7 +210,7 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
         records, problems = runtime_rules.load_records(record_dir)
     finally:
         shutil.rmtree(record_dir, ignore_errors=True)
-    analysis = runtime_rules.analyse(records, threshold=args.threshold, slow_ms=slow_ms, cwd=Path.cwd())
+    analysis = runtime_rules.analyse(records, threshold=args.threshold, slow_ms=slow_ms, cwd=Path.cwd(), include_test_tables=args.include_test_tables)
     findings = sort_findings(analysis["findings"])
     limited, more = scriptlib.bounded(findings, JSON_LIMIT)
     errors = runtime_rules.record_errors(records)
@@ -208,8 +223,9 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
         "omitted": more,
         "summary": summary(findings),
         "processes": analysis["processes"],
-        "explain": bool(args.explain),
+        "explain": explain_kinds(args),
         "explained_shapes": analysis["explained"],
+        "test_table_findings": analysis["test_table_findings"],
         "threshold": args.threshold,
         "command_exit_code": code,
         "instrumentation_errors": dict(list(errors.items())[:20]),
@@ -219,6 +235,8 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
         notes.append("no instrumented Python process reported (COMMAND is not Python, ran with -I/-S, or replaced PYTHONPATH)")
     elif not instrumented:
         notes.append("the command's Python processes never imported SQLAlchemy: nothing to analyse")
+    if analysis["test_table_findings"]:
+        notes.append(f"{analysis['test_table_findings']} index finding(s) on tables defined only for tests not shown (--include-test-tables)")
     for k, v in list(errors.items())[:5]:
         notes.append(f"instrumentation: {k} x{v}")
     report["notes"] = notes
@@ -259,6 +277,8 @@ def main(argv: list[str]) -> int:
             raise UsageError("--threshold must be at least 2")
         if args.slow_ms is not None and args.slow_ms < 0:
             raise UsageError("--slow-ms must be >= 0")
+        if args.explain and args.no_explain:
+            raise UsageError("--explain and --no-explain contradict each other")
         if args.static:
             if command:
                 raise UsageError("--static takes paths, not a command after --")

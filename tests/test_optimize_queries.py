@@ -171,12 +171,16 @@ def test_static_whole_corpus_matches_per_file() -> None:
     assert ranks == sorted(ranks)
 
 
-def test_plan_checks_need_explain(backend: str, server_url: str) -> None:
-    """Without --explain no EXPLAIN/catalog query runs: missing_index is not reported, N+1 still is."""
-    proc = run_tool(["--json", "--", sys.executable, str(CORPUS / "missing_index_filter.py")], url=url_for(backend, server_url))
+def test_index_checks_on_by_default_and_no_explain(backend: str, server_url: str) -> None:
+    """Index checks are on by default for SELECTs; with --no-explain no EXPLAIN/catalog query runs:
+    missing_index is not reported, N+1 still is."""
+    app = str(CORPUS / "missing_index_filter.py")
+    default = last_json(run_tool(["--json", "--", sys.executable, app], url=url_for(backend, server_url)).stderr)
+    assert [f["rule"] for f in default["findings"]] == ["missing_index"] and default["explain"] == "SELECT"
+    proc = run_tool(["--no-explain", "--json", "--", sys.executable, app], url=url_for(backend, server_url))
     report = last_json(proc.stderr)
     assert proc.returncode == 0 and report["findings"] == [] and report["explained_shapes"] == 0
-    proc = run_tool(["--json", "--", sys.executable, str(CORPUS / "nplus1_query_in_loop.py")], url=url_for(backend, server_url))
+    proc = run_tool(["--no-explain", "--json", "--", sys.executable, str(CORPUS / "nplus1_query_in_loop.py")], url=url_for(backend, server_url))
     assert proc.returncode == 1 and {f["rule"] for f in last_json(proc.stderr)["findings"]} == {"n_plus_one"}
 
 
@@ -510,3 +514,236 @@ def test_sync_engines_are_instrumented_too(tmp_path: Path) -> None:
     proc = run_tool(["--explain", "--json", "--", sys.executable, str(app)])
     report = last_json(proc.stderr)
     assert proc.returncode == 1 and sorted(f["rule"] for f in report["findings"]) == ["missing_index", "n_plus_one"]
+
+
+# --------------------------------------------------------------------------- index findings on real-shaped apps
+
+
+def line_of(path: Path, marker: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if marker in line)
+
+INDEX_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    sys.path.insert(0, {here!r})
+    from sqlalchemy import Boolean, ForeignKey, String, delete, func, select
+    from sqlalchemy.orm import Mapped, mapped_column
+    from templates.base_model import Base
+    from templates.scratch import scratch_engine
+    from templates.session_manager import create_sessionmaker
+    from tests.fixture_models import IxFixtureOnly
+
+    class IxAccount(Base):
+        __tablename__ = "ix_accounts"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        email: Mapped[str] = mapped_column(String(80), index=True)
+        city: Mapped[str] = mapped_column(String(40))
+        plan: Mapped[str] = mapped_column(String(20))
+        active: Mapped[bool] = mapped_column(Boolean, default=True)
+        kind: Mapped[str] = mapped_column(String(20))
+        __mapper_args__ = {{"polymorphic_on": "kind", "polymorphic_identity": "account"}}
+
+    class IxProduct(Base):
+        __tablename__ = "ix_products"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class IxTag(Base):
+        __tablename__ = "ix_tags"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class IxProductTag(Base):  # composite primary key: (product_id, tag_id); tag_id leads no index
+        __tablename__ = "ix_product_tags"
+        product_id: Mapped[int] = mapped_column(ForeignKey("ix_products.id"), primary_key=True)
+        tag_id: Mapped[int] = mapped_column(ForeignKey("ix_tags.id"), primary_key=True)
+
+    async def run(session, stmt):  # the app's generic execute helper
+        return (await session.execute(stmt)).all()
+
+    async def by_city_and_plan(session):
+        return await run(session, select(IxAccount.id).where(IxAccount.city == "Oslo", IxAccount.plan == "pro"))  # composite
+
+    async def main():
+        async with scratch_engine() as engine:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            async with create_sessionmaker(engine)() as session, session.begin():
+                session.add_all([IxProduct(id=1), IxTag(id=1), IxTag(id=2), IxAccount(email="a@x", city="Oslo", plan="pro")])
+                await session.flush()
+                session.add_all([IxProductTag(product_id=1, tag_id=1), IxProductTag(product_id=1, tag_id=2), IxFixtureOnly(id=1, label="x")])
+            async with create_sessionmaker(engine)() as session, session.begin():
+                await by_city_and_plan(session)
+                await run(session, select(IxAccount.id).where(IxAccount.active.is_(True)))  # boolean: not flagged
+                await run(session, select(IxAccount.id).where(IxAccount.kind == "account"))  # discriminator
+                await run(session, select(IxAccount.id).where(func.lower(IxAccount.email) == "a@x"))  # expression
+                await run(session, select(IxProductTag.tag_id).where(IxProductTag.product_id == 1, IxProductTag.tag_id == 2))
+                await session.execute(delete(IxProductTag).where(IxProductTag.product_id == 1, IxProductTag.tag_id == 2))
+                await run(session, select(IxProductTag.product_id).where(IxProductTag.tag_id == 2))  # FK, no index
+                await run(session, select(IxFixtureOnly.id).where(IxFixtureOnly.label == "x"))  # test-only table
+        print("index app ok")
+
+    asyncio.run(main())
+    """
+)
+FIXTURE_MODELS = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {root!r})
+    from sqlalchemy import String
+    from sqlalchemy.orm import Mapped, mapped_column
+    from templates.base_model import Base
+
+    class IxFixtureOnly(Base):  # a model that exists only for the test suite
+        __tablename__ = "ix_fixture_only"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        label: Mapped[str] = mapped_column(String(20))
+    """
+)
+
+
+def test_index_findings_read_the_plan(tmp_path: Path, backend: str, server_url: str) -> None:
+    """One finding per statement (composite), an expression index for lower(email), a composite
+    primary key serving its FK filter, booleans/discriminators left out, test-only tables counted
+    apart, and the call site plus its callers in the user's code."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "fixture_models.py").write_text(FIXTURE_MODELS.format(root=str(ROOT)))
+    (tmp_path / "app.py").write_text(INDEX_APP.format(root=str(ROOT), here=str(tmp_path)))
+    proc = run_tool(["--explain", "--json", "--", sys.executable, "app.py"], cwd=tmp_path, url=url_for(backend, server_url))
+    assert "index app ok" in proc.stdout, proc.stderr[-3000:]
+    report = last_json(proc.stderr)
+    assert report["instrumentation_errors"] == {}
+    got = sorted((f["rule"], f["table"], tuple(f["columns"])) for f in report["findings"])
+    want = [("missing_index", "ix_accounts", ("city", "plan")), ("missing_index", "ix_accounts", ("lower(email)",))]
+    if backend != "mysql":  # InnoDB indexes every foreign key by itself
+        want.append(("unindexed_foreign_key", "ix_product_tags", ("tag_id",)))
+    assert got == sorted(want), json.dumps(report["findings"], indent=1)
+    composite = next(f for f in report["findings"] if f["columns"] == ["city", "plan"])
+    assert 'Index("ix_ix_accounts_city_plan", "city", "plan")' in composite["fix"]
+    caller = line_of(tmp_path / "app.py", '"pro"))  # composite')
+    assert (composite["file"], composite["function"]) == ("app.py", "run") and composite["called_from"][0] == f"app.py:{caller} in by_city_and_plan"
+    expression = next(f for f in report["findings"] if f["columns"] == ["lower(email)"])
+    assert "func.lower(IxAccount.email)" in expression["fix"]
+    assert report["test_table_findings"] == 1 and any("--include-test-tables" in n for n in report["notes"])
+    shown = last_json(run_tool(["--include-test-tables", "--json", "--", sys.executable, "app.py"], cwd=tmp_path, url=url_for(backend, server_url)).stderr)
+    assert [f["test_table"] for f in shown["findings"] if f["table"] == "ix_fixture_only"] == [True]
+
+
+SEQUENTIAL_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    sys.path.insert(0, {corpus!r})
+    from nplus1_query_in_loop import Base, CpbTask
+    from sqlalchemy import select
+    from templates.scratch import scratch_engine
+    from templates.session_manager import create_sessionmaker
+
+    async def tasks_of(session, project_id):
+        return (await session.scalars(select(CpbTask).where(CpbTask.project_id == project_id))).all()
+
+    async def main():
+        async with scratch_engine() as engine:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            async with create_sessionmaker(engine)() as session:
+                await tasks_of(session, 1)  # three sequential calls with different parameters: not N+1
+                await tasks_of(session, 2)
+                await tasks_of(session, 3)
+                if len(sys.argv) > 1:
+                    for project_id in range(3):
+                        await tasks_of(session, project_id)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_sequential_calls_are_not_n_plus_one(tmp_path: Path) -> None:
+    app = tmp_path / "sequential.py"
+    app.write_text(SEQUENTIAL_APP.format(root=str(ROOT), corpus=str(CORPUS)))
+    quiet = run_tool(["--threshold", "3", "--json", "--", sys.executable, "sequential.py"], cwd=tmp_path)
+    assert quiet.returncode == 0 and last_json(quiet.stderr)["findings"] == []
+    loop = run_tool(["--threshold", "3", "--json", "--", sys.executable, "sequential.py", "loop"], cwd=tmp_path)
+    (finding,) = last_json(loop.stderr)["findings"]
+    assert finding["rule"] == "n_plus_one" and finding["called_from"][0] == f"sequential.py:{line_of(app, 'await tasks_of(session, project_id)')} in main"
+
+
+BROKEN_REGISTRY_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    sys.path.insert(0, {corpus!r})
+    from sqlalchemy import ForeignKey, select
+    from sqlalchemy.exc import InvalidRequestError
+    from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column, relationship
+    from nplus1_query_in_loop import Base, CpbTask
+    from templates.scratch import scratch_engine
+    from templates.session_manager import create_sessionmaker
+
+    class Broken(DeclarativeBase):
+        pass
+
+    class BrokenParent(Broken):  # a test suite's deliberately invalid model: its registry never configures
+        __tablename__ = "broken_parents"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        children: Mapped[list["NoSuchModel"]] = relationship()
+
+    try:
+        configure_mappers()
+    except InvalidRequestError:
+        pass
+
+    async def main():
+        async with scratch_engine() as engine:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            async with create_sessionmaker(engine)() as session:
+                for project_id in range(6):
+                    await session.scalars(select(CpbTask).where(CpbTask.project_id == project_id))
+        print("broken registry ok")
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_broken_mapper_registry_is_not_an_instrumentation_error(tmp_path: Path) -> None:
+    """The cause of "instrumentation: relationship lookup: InvalidRequestError": looking up
+    relationships configured every registry, re-raising a test suite's deliberately broken mapper.
+    The lookup now reads configured mappers only."""
+    app = tmp_path / "broken.py"
+    app.write_text(BROKEN_REGISTRY_APP.format(root=str(ROOT), corpus=str(CORPUS)))
+    proc = run_tool(["--json", "--", sys.executable, str(app)])
+    assert "broken registry ok" in proc.stdout, proc.stderr[-2000:]
+    report = last_json(proc.stderr)
+    assert report["instrumentation_errors"] == {} and not any("instrumentation" in n for n in report["notes"])
+    assert [f["rule"] for f in report["findings"]] == ["n_plus_one"]
+
+
+SEED_APP = textwrap.dedent(
+    """
+    import sys
+    from sqlalchemy import create_engine, event, text
+    engine = create_engine("sqlite://")
+
+    @event.listens_for(engine, "connect")
+    def slow_functions(dbapi_connection, record):
+        import time
+        dbapi_connection.create_function("pause", 1, lambda ms: time.sleep(ms / 1000) or 0)
+
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE seed (id INTEGER PRIMARY KEY, v INTEGER)"))
+        conn.execute(text("INSERT INTO seed (id, v) SELECT 1, pause(60)"))  # a slow set-up write
+        conn.execute(text("UPDATE seed SET v = pause(60)"))  # no WHERE: a bulk set-up write
+        conn.execute(text("SELECT v, pause(60) FROM seed WHERE id = 1")).all()  # a slow read
+    engine.dispose()
+    """
+)
+
+
+def test_slow_query_is_about_reads(tmp_path: Path) -> None:
+    app = tmp_path / "seed.py"
+    app.write_text(SEED_APP)
+    report = last_json(run_tool(["--slow-ms", "30", "--json", "--", sys.executable, str(app)]).stderr)
+    slow = [f for f in report["findings"] if f["rule"] == "slow_query"]
+    assert len(slow) == 1 and slow[0]["line"] == line_of(app, "# a slow read"), json.dumps(report["findings"], indent=1)

@@ -89,6 +89,13 @@ class Project:
     is_async: bool = False
     dependencies_without_scope: set[str] = field(default_factory=set)
     implicit_lazy: set[int] = field(default_factory=set)  # relationship() calls typed WriteOnlyMapped/DynamicMapped
+    lazy_relationships: dict[str, list[Relationship]] = field(default_factory=dict)  # set by finish()
+    collections: set[str] = field(default_factory=set)
+
+    def finish(self) -> None:
+        """After every file is scanned: the relationship names that load lazily, and the collections."""
+        self.lazy_relationships = {n: items for n, items in self.relationships.items() if any((r.lazy or "select") not in EAGER_LAZY_VALUES for r in items)}
+        self.collections = {n for n, items in self.relationships.items() if any(r.collection for r in items)}
 
 
 @dataclass
@@ -286,11 +293,28 @@ def annotation_is_collection(annotation: ast.AST | None) -> bool:
 # --------------------------------------------------------------------------- one walk per file
 
 
+LEAVES = frozenset({ast.Name, ast.Constant, ast.Load, ast.Store, ast.Del, ast.alias, ast.Pass, ast.Break, ast.Continue,
+                    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Mod, ast.Eq, ast.NotEq, ast.Lt, ast.Gt, ast.LtE, ast.GtE, ast.Is,
+                    ast.IsNot, ast.In, ast.NotIn, ast.And, ast.Or, ast.Not, ast.USub, ast.BitOr, ast.BitAnd, ast.FloorDiv})
+
+
+def mentions_sessionmaker(annotation: ast.AST) -> bool:
+    for sub in ast.walk(annotation):
+        if isinstance(sub, ast.Name) and "sessionmaker" in sub.id.lower():
+            return True
+        if isinstance(sub, ast.Attribute) and "sessionmaker" in sub.attr.lower():
+            return True
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and "sessionmaker" in sub.value.lower():
+            return True
+    return False
+
+
 class Scanner:
     """Walks one tree once: imports, relationships, FastAPI dependencies, and per-scope node lists."""
 
-    def __init__(self, tree: ast.Module, project: Project) -> None:
+    def __init__(self, tree: ast.Module, project: Project, *, factories_possible: bool = True) -> None:
         self.project = project
+        self.factories_possible = factories_possible  # the source mentions "sessionmaker" at all
         self.imports: dict[str, str] = {}  # local name -> dotted origin ("sa" -> "sqlalchemy")
         self.module = Scope(None)
         self.scopes: list[Scope] = []
@@ -310,19 +334,19 @@ class Scanner:
 
     def visit(self, node: ast.AST, scope: Scope, loops: tuple[ast.AST, ...]) -> None:
         t = type(node)
+        if t in LEAVES:
+            return
         if t is ast.Call:
             scope.calls.append((node, loops))  # type: ignore[arg-type]
             self.calls.append(node)  # type: ignore[arg-type]
         elif t is ast.Attribute:
             if type(node.value) is ast.Name:  # type: ignore[attr-defined]
                 scope.name_attrs.append(node)  # type: ignore[arg-type]
-        elif t is ast.Name or t is ast.Constant or t is ast.Load or t is ast.Store:
-            return
         elif t is ast.Await:
             scope.awaits.append((node, loops))  # type: ignore[arg-type]
         elif t in (ast.Assign, ast.AnnAssign, ast.AugAssign):
             scope.binds.append(node)
-            if t is ast.AnnAssign and isinstance(node.target, ast.Name) and "sessionmaker" in ast.unparse(node.annotation):  # type: ignore[attr-defined]
+            if t is ast.AnnAssign and self.factories_possible and isinstance(node.target, ast.Name) and mentions_sessionmaker(node.annotation):  # type: ignore[attr-defined]
                 self.factories.add(node.target.id)  # type: ignore[attr-defined]
             value = node.value  # type: ignore[attr-defined]
             if isinstance(value, ast.Call) and "sessionmaker" in (call_name(value) or "").lower():
@@ -353,9 +377,10 @@ class Scanner:
                 self.visit(node.elt, scope, inner)  # type: ignore[attr-defined]
             return
         elif t is ast.FunctionDef or t is ast.AsyncFunctionDef:
-            for arg in node.args.args + node.args.kwonlyargs + node.args.posonlyargs:  # type: ignore[attr-defined]
-                if arg.annotation is not None and "sessionmaker" in ast.unparse(arg.annotation):
-                    self.factories.add(arg.arg)
+            if self.factories_possible:
+                for arg in node.args.args + node.args.kwonlyargs + node.args.posonlyargs:  # type: ignore[attr-defined]
+                    if arg.annotation is not None and mentions_sessionmaker(arg.annotation):
+                        self.factories.add(arg.arg)
             for d in node.decorator_list:  # type: ignore[attr-defined]
                 self.visit(d, scope, loops)
             for default in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:  # type: ignore[attr-defined]
@@ -477,8 +502,7 @@ class FileChecker:
         self.relationship_without_lazy()
         self.queuepool_on_async_engine()
         self.session_shared_across_tasks()
-        rels = {name: items for name, items in self.project.relationships.items() if any((r.lazy or "select") not in EAGER_LAZY_VALUES for r in items)}
-        collections = {name for name, items in self.project.relationships.items() if any(r.collection for r in items)}
+        rels, collections = self.project.lazy_relationships, self.project.collections
         for scope in [self.scan.module, *self.scan.scopes]:
             self.query_in_loop(scope)
             self.text_with_fstring(scope)
@@ -926,6 +950,11 @@ def iter_python_files(paths: list[str]) -> tuple[list[Path], list[str]]:
     return files, missing
 
 
+# A file none of these bytes occur in cannot give a finding (every rule needs one of them): it is
+# parsed (a file that does not parse is reported) but not walked.
+RELEVANT = re.compile(rb"await|sqlalchemy|sqlmodel|joinedload|insert|Depends|gather|create_task|ensure_future|start_soon|[rR]elationship|create_async_engine|declarative_base")
+
+
 def read_tree(path: Path) -> tuple[ast.Module | None, bytes, dict[str, str] | None]:
     """(tree, raw bytes, None) or (None, raw, skip record)."""
     try:
@@ -967,21 +996,26 @@ def _check_paths(paths: list[str], display_base: Path | None) -> StaticResult:
     files, _ = iter_python_files(paths)
     project = Project()
     scanned: list[tuple[str, Scanner, bytes]] = []
+    scanned_plain = 0  # parsed, nothing a rule could match
     skipped: list[dict[str, str]] = []
-    base = (display_base or Path.cwd()).resolve()
+    base = os.path.realpath(display_base or Path.cwd())
     for f in files:
         shown = display(f, base)
         tree, raw, problem = read_tree(f)
         if tree is None:
             skipped.append({"file": shown, **(problem or {})})
             continue
+        if not RELEVANT.search(raw):
+            scanned_plain += 1
+            continue
         try:
-            scan = Scanner(tree, project)
+            scan = Scanner(tree, project, factories_possible=b"sessionmaker" in raw)
         except RecursionError:
             skipped.append({"file": shown, "kind": "too_deeply_nested", "reason": "RecursionError while checking"})
             continue
         collect_dependencies(scan)
         scanned.append((shown, scan, raw))
+    project.finish()
     findings: list[dict[str, Any]] = []
     for shown, scan, raw in scanned:
         found = FileChecker(shown, scan, project).run()
@@ -989,7 +1023,7 @@ def _check_paths(paths: list[str], display_base: Path | None) -> StaticResult:
             lines = raw.decode("utf-8", "replace").splitlines()
             found = [f for f in found if not suppressed(f, lines)]
         findings.extend(found)
-    return StaticResult(findings, len(scanned), skipped)
+    return StaticResult(findings, len(scanned) + scanned_plain, skipped)
 
 
 def suppressed(finding: dict[str, Any], lines: list[str]) -> bool:
@@ -1004,8 +1038,8 @@ def suppressed(finding: dict[str, Any], lines: list[str]) -> bool:
     return finding["rule"] in {r.strip() for r in m.group(1).split(",")}
 
 
-def display(path: Path, base: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(base))
-    except ValueError:
-        return str(path)
+def display(path: Path, base: str) -> str:
+    full = os.path.abspath(path)
+    if not full.startswith(base + os.sep):
+        full = os.path.realpath(path)
+    return os.path.relpath(full, base) if full.startswith(base + os.sep) else str(path)
