@@ -48,7 +48,8 @@ MAX_PARAM_HASHES = 64  # distinct parameter sets remembered per (shape, call sit
 MAX_SPANS = 8  # connection uses remembered per (shape, call site)
 MAX_AGGS = 20000  # (shape, call site) pairs; beyond that only totals are counted
 MAX_EXPLAINS = 500
-STACK_DEPTH = 4  # user frames kept per statement: the call site and three callers
+STACK_DEPTH = 8  # user frames read per statement: the call site and its callers (the N+1 key)
+CALLERS_SHOWN = 3
 
 
 class RecorderState:
@@ -74,6 +75,7 @@ class RecorderState:
         self.catalog: dict[tuple[str, str], dict[str, Any]] = {}
         self.errors: dict[str, int] = {}
         self.dialects: set[str] = set()
+        self.tables: dict[str, dict[str, Any]] = {}  # table -> _table_facts(), read when first explained
         self.dropped = 0
 
 
@@ -345,7 +347,7 @@ def _record(info: dict[str, Any], stack: list[tuple[str, int, str]], span: int, 
             "count": 0, "total_ms": 0.0, "max_ms": 0.0, "slow": 0, "params": set(), "spans": {},
             "max_span_distinct": 0, "max_span_count": 0, "max_same_params": 0, "executemany": 0,
             "kind": info["kind"], "has_where": info["has_where"], "relationship": rel, "sql": info["sql"],
-            "stack": [list(f) for f in stack[1:]],  # the callers of the call site, first occurrence
+            "stack": [list(f) for f in stack[1 : 1 + CALLERS_SHOWN]],  # the callers of the call site, first occurrence
         }
     agg["count"] += 1
     agg["total_ms"] += ms
@@ -386,7 +388,7 @@ def _record(info: dict[str, Any], stack: list[tuple[str, int, str]], span: int, 
     if len(distinct) > agg["max_span_distinct"]:
         agg["max_span_distinct"] = len(distinct)
         if len(distinct) > 1:
-            agg["stack"] = [list(f) for f in stack[1:]]  # the callers that repeat it: the loop
+            agg["stack"] = [list(f) for f in stack[1 : 1 + CALLERS_SHOWN]]  # the callers that repeat it: the loop
 
 
 # --------------------------------------------------------------------------- EXPLAIN and catalog
@@ -524,7 +526,7 @@ def _explain(conn: Any, statement: str, parameters: Any, info: dict[str, Any], s
     if dbapi_conn is None:
         return
     key_prefix = f"{dialect}:{id(conn.engine)}:{conn.engine.url.database}"
-    result: dict[str, Any] = {"shape": info["shape"], "site": stack[0], "stack": [list(f) for f in stack[1:]], "dialect": dialect, "sql": info["sql"]}
+    result: dict[str, Any] = {"shape": info["shape"], "site": stack[0], "stack": [list(f) for f in stack[1 : 1 + CALLERS_SHOWN]], "dialect": dialect, "sql": info["sql"]}
     tables = sorted({t for t, _ in info["filters"]} | {t for t, _ in info["joins"]} | {t for t, _, _ in info["expr_filters"]})
     savepoint = dialect == "postgresql"
     if savepoint:
@@ -536,6 +538,9 @@ def _explain(conn: Any, statement: str, parameters: Any, info: dict[str, Any], s
     try:
         catalog = {t: _catalog(dialect, dbapi_conn, t, key_prefix) for t in tables}
         result["catalog"] = catalog
+        for t in tables:  # now, while the models exist: a test's own registry is gone by exit
+            if t not in STATE.tables:
+                STATE.tables[t] = _table_facts(t)
         if savepoint:
             _raw(dbapi_conn, "SET LOCAL enable_seqscan = off")
         scanned, lines = _plan_scans(dialect, dbapi_conn, statement, parameters, info["aliases"], catalog)
@@ -641,7 +646,7 @@ def _dump() -> None:
         with STATE.lock:
             aggs_out = []
             shape_info = {i["shape"]: i for i in STATE.shapes.values()}
-            tables: dict[str, dict[str, Any]] = {}
+            tables: dict[str, dict[str, Any]] = dict(STATE.tables)
             for (shape, site), agg in STATE.aggs.items():
                 info = shape_info.get(shape, {})
                 item = {k: v for k, v in agg.items() if k not in ("params", "spans")}

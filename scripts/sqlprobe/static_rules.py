@@ -65,7 +65,7 @@ TEXT_NAMES = {
 }
 BATCH_NAME = re.compile(r"batch|chunk|page|partition|slice|window", re.I)
 FIXED_SET_NAME = re.compile(r"table|model|entit|attempt|retr(y|ies)|tries", re.I)
-PAGING_CALLS = {"limit", "offset", "slice", "fetch", "in_", "any_", "yield_per", "partitions", "fetchmany"}
+PAGING_CALLS = {"offset", "slice", "fetch", "in_", "any_", "yield_per", "partitions", "fetchmany"}
 PAGINATED_PARAM = re.compile(r"^(limit|offset|page|page_size|per_page|size|cursor|after|before|pagination|paginator|params|skip|take|first|last)$", re.I)
 PAGINATED_ANNOTATION = re.compile(r"Pagination|Paginat|Page|Cursor|Limit|Offset", re.I)
 LIMITING_CALLS = {"limit", "slice", "fetch", "fetchmany", "partitions", "offset", "paginate", "yield_per", "first", "one", "scalar_one", "one_or_none", "scalar_one_or_none", "distinct", "group_by", "in_"}
