@@ -277,6 +277,10 @@ def is_batched_call(node: ast.Await, scope: Scope) -> bool:
                 return True  # DDL, or clearing a table, per item: maintenance, not an N+1 read
     if called_attrs([call, *exprs[1:]]) & PAGING_CALLS:
         return True
+    for e in [call, *exprs[1:]]:
+        for sub in ast.walk(e):
+            if isinstance(sub, ast.Name) and re.search(r"batch|chunk", sub.id, re.I):
+                return True  # insert(M).values(batch) flushed once per batch inside a per-row loop
     if call_name(call) == "execute" and len(call.args) >= 2 and isinstance(call.args[1], (ast.List, ast.ListComp, ast.Name, ast.Subscript)):
         second = call.args[1]
         return not (isinstance(second, ast.Name) and not re.search(r"s$|rows|items|batch|chunk|records|values|data|params", second.id))
