@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "sqlprobe"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import static_rules  # noqa: E402
+import static_rules
 
 MODULES = 1000
 ROUNDS = 3
 
-MODEL = '''
+MODEL = """
 from __future__ import annotations
 
 from datetime import datetime
@@ -53,9 +53,9 @@ class {B}(Base):
     {a}_id: Mapped[int] = mapped_column(ForeignKey("{a}s.id"), index=True)
     title: Mapped[str] = mapped_column(String(120))
     {a}: Mapped[{A}] = relationship(back_populates="{b}s", lazy="raise")
-'''
+"""
 
-REPOSITORY = '''
+REPOSITORY = """
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -88,9 +88,9 @@ class {A}Repository:
         for row in rows:
             out.setdefault(row.{a}_id, []).append(row)
         return out
-'''
+"""
 
-ROUTER = '''
+ROUTER = """
 from __future__ import annotations
 
 from typing import Annotated
@@ -116,9 +116,9 @@ async def get_{a}(session: SessionDep, {a}_id: int) -> {A}Out:
     if item is None:
         raise HTTPException(status_code=404, detail="{a} not found")
     return {A}Out.model_validate(item)
-'''
+"""
 
-UTIL = '''
+UTIL = """
 from __future__ import annotations
 
 import hashlib
@@ -150,7 +150,7 @@ def describe(settings: {A}Settings) -> str:
     if len(parts) > 3:
         return ", ".join(parts[:3]) + ", ..."
     return ", ".join(parts)
-'''
+"""
 
 
 def generate(root: Path, count: int = MODULES) -> list[Path]:
@@ -189,7 +189,9 @@ def test_static_speed(tmp_path: Path) -> None:
     floor, full = min(floors), min(fulls)
     print(f"\noptimize-queries --static on {len(files)} generated modules, fastest of {ROUNDS}:")
     print(f"  ast.parse alone: {floor * 1000:.0f} ms ({len(files) / floor:.0f} files/s)")
-    print(f"  static mode:     {full * 1000:.0f} ms ({len(files) / full:.0f} files/s) = {full / floor:.2f}x ast.parse (goal <= 3x)")
+    print(
+        f"  static mode:     {full * 1000:.0f} ms ({len(files) / full:.0f} files/s) = {full / floor:.2f}x ast.parse (goal <= 3x)"
+    )
     print(f"  findings: {len(result.findings)} {sorted({f['rule'] for f in result.findings})}")
 
 
@@ -216,6 +218,8 @@ def test_static_corpus_precision_recall() -> None:
         per_rule[rule][1] += 1
     for _, _, rule in expected:
         per_rule[rule][2] += 1
-    print(f"\noptimize-queries --static on the corpus ({len(files)} files): precision {len(true) / max(1, len(reported)):.2f} ({len(true)}/{len(reported)}), recall {len(true) / max(1, len(expected)):.2f} ({len(true)}/{len(expected)})")
+    print(
+        f"\noptimize-queries --static on the corpus ({len(files)} files): precision {len(true) / max(1, len(reported)):.2f} ({len(true)}/{len(reported)}), recall {len(true) / max(1, len(expected)):.2f} ({len(true)}/{len(expected)})"
+    )
     for rule, (tp, rep, exp) in sorted(per_rule.items()):
         print(f"  {rule:<38} precision {tp}/{rep}  recall {tp}/{exp}")
