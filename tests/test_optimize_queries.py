@@ -747,3 +747,12 @@ def test_slow_query_is_about_reads(tmp_path: Path) -> None:
     report = last_json(run_tool(["--slow-ms", "30", "--json", "--", sys.executable, str(app)]).stderr)
     slow = [f for f in report["findings"] if f["rule"] == "slow_query"]
     assert len(slow) == 1 and slow[0]["line"] == line_of(app, "# a slow read"), json.dumps(report["findings"], indent=1)
+
+
+def test_multiline_fstring_field_needs_312(tmp_path: Path) -> None:
+    """A replacement field spread over lines (PEP 701) is Python 3.12 syntax, not a broken file."""
+    if sys.version_info >= (3, 12):
+        pytest.skip("this interpreter parses PEP 701 f-strings")
+    (tmp_path / "view.py").write_text('label = f"-{\n    amount\n}"\n')
+    result = json.loads(run_tool(["--static", str(tmp_path), "--json"]).stdout)
+    assert result["needs_python"] == "3.12" and result["skipped_by_reason"] == {"needs_newer_python": 1}

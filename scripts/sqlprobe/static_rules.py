@@ -907,6 +907,7 @@ NEWER_SYNTAX = [
     ((3, 13), "type parameter defaults (PEP 696)", re.compile(r"^\s*(?:def|class)\s+\w+\[[^\]]*=", re.M)),
     ((3, 12), "type statements / generic syntax (PEP 695)", re.compile(r"^\s*(?:type\s+\w+(?:\[[^\]]*\])?\s*=|(?:async\s+)?def\s+\w+\[|class\s+\w+\[)", re.M)),
     ((3, 12), "f-strings reusing their quotes or nesting (PEP 701)", re.compile(r"f\"[^\"\n]*\{[^}\n]*\"[^\n]*\}|f'[^'\n]*\{[^}\n]*'[^\n]*\}")),
+    ((3, 12), "f-string replacement fields across lines (PEP 701)", re.compile(r"(?<![\w\"'])[fF][rR]?(\"|')[^\"'\n]*\{[^}\"'\n]*$", re.M)),
     ((3, 11), "except* (PEP 654)", re.compile(r"^\s*except\s*\*", re.M)),
     ((3, 10), "match statements (PEP 634)", re.compile(r"^\s*match\s+[^=\n]+:\s*$", re.M)),
 ]
