@@ -271,10 +271,11 @@ def is_batched_call(node: ast.Await, scope: Scope) -> bool:
         return True  # merge(obj, load=False) does not query
     exprs = scope.expanded(call.args[0]) if call.args else []
     for e in exprs:
-        if isinstance(e, ast.Call) and call_name(e) == "text" and e.args:
-            head = e.args[0].values[0] if isinstance(e.args[0], ast.JoinedStr) and e.args[0].values else e.args[0]
-            if DDL_HEAD.match(const_str(head) or "") or re.match(r"\s*(DELETE FROM|TRUNCATE)\b", const_str(head) or "", re.I):
-                return True  # DDL, or clearing a table, per item: maintenance, not an N+1 read
+        sql = e.args[0] if isinstance(e, ast.Call) and call_name(e) == "text" and e.args else e
+        head = sql.values[0] if isinstance(sql, ast.JoinedStr) and sql.values else sql
+        text = const_str(head) or ""
+        if DDL_HEAD.match(text) or re.match(r"\s*(DELETE FROM|TRUNCATE)\b", text, re.I):
+            return True  # DDL, or clearing a table, per item: maintenance, not an N+1 read
     if called_attrs([call, *exprs[1:]]) & PAGING_CALLS:
         return True
     for e in [call, *exprs[1:]]:
@@ -326,7 +327,7 @@ class Scanner:
         self.factories: set[str] = set()  # names bound to a sessionmaker
         self.walk(tree, self.module, ())
 
-    def walk(self, node: ast.AST, scope: Scope, loops: tuple[ast.AST, ...]) -> None:  # noqa: C901 - one dispatch
+    def walk(self, node: ast.AST, scope: Scope, loops: tuple[ast.AST, ...]) -> None:
         for name in node._fields:
             value = getattr(node, name, None)
             if isinstance(value, list):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Base, Comment, Post, User
@@ -54,6 +54,12 @@ async def merge_detached(session: AsyncSession, posts: list[Post]) -> None:
 async def forget_web_sessions(session_store, session_ids: list[str]) -> None:
     for sid in session_ids:
         await session_store.get(sid)
+
+
+async def restart_sequences(session: AsyncSession, sequence_rows: list[str]) -> None:
+    for seq in sequence_rows:  # DDL per sequence: maintenance, not a read per item
+        sql = f"ALTER SEQUENCE {seq} RESTART WITH 1"
+        await session.execute(text(sql))
 
 
 async def authors_of(session: AsyncSession) -> list[User]:
