@@ -31,17 +31,21 @@ PROG = "optimize-queries.sh"
 RANK = {"error": 0, "warning": 1, "info": 2}
 HUMAN_LIMIT = 50
 JSON_LIMIT = 500
+SKIPPED_LIMIT = 50
 
-USAGE = f"""usage: {PROG} [--threshold N] [--slow-ms MS] [--explain] [--report FILE] [--json] -- COMMAND [ARGS...]
+USAGE = f"""usage: {PROG} [--threshold N] [--slow-ms MS] [--explain | --no-explain] [--include-test-tables]
+                [--report FILE] [--json] -- COMMAND [ARGS...]
        {PROG} --static PATH... [--json]
 
 Runtime mode: runs COMMAND (a script, pytest, an app's self-check) with every SQLAlchemy engine
 instrumented, then reports on stderr. COMMAND's stdout/stderr pass through untouched.
-  n_plus_one            same statement >= N times from one call site with different parameters
+  n_plus_one            same statement >= N times from one line (same callers) with different parameters
   repeated_identical    same statement with the same parameters >= N times on one connection
-  slow_query            an execution slower than --slow-ms
-  missing_index         (--explain) the backend plan scans a table to filter on an unindexed column
-  unindexed_foreign_key (--explain) a foreign key used in a filter/join with no index leading with it
+  slow_query            a read (or UPDATE/DELETE with WHERE) slower than --slow-ms; set-up writes/DDL not
+  missing_index         the plan reads a whole table to filter on columns no index could serve (one
+                        finding per statement: composite or expression index); booleans and
+                        discriminators left out
+  unindexed_foreign_key the plan reads a whole table to filter/join on a foreign key no index leads with
 Static mode: parses Python files/folders (AST, nothing is imported or run) for
   lazy_load_in_async, query_in_loop, relationship_without_lazy, joinedload_collection_without_unique,
   session_shared_across_tasks, values_list_bulk_insert, queuepool_on_async_engine,
@@ -51,8 +55,12 @@ Static mode: parses Python files/folders (AST, nothing is imported or run) for
 options:
   --threshold N   repetitions that make an N+1 / repeated query (default 5, min 2)
   --slow-ms MS    report executions slower than MS milliseconds (default 500; 0 = off)
-  --explain       also read catalog + EXPLAIN plans (one per statement shape, in the command's own
-                  connection, never ANALYZE; PostgreSQL: inside a rolled-back SAVEPOINT)
+  --explain       index checks also for UPDATE/DELETE (default: SELECTs only). Index checks read the
+                  catalog and one EXPLAIN per statement shape, in the command's own connection,
+                  never ANALYZE; PostgreSQL: SET LOCAL enable_seqscan = off in a rolled-back SAVEPOINT
+  --no-explain    no catalog reads, no EXPLAIN: no index findings
+  --include-test-tables  also report index findings on tables whose models are defined only for
+                  tests (a tests/ folder, conftest.py, test_*.py); by default they are only counted
   --report FILE   also write the runtime report as JSON: {{"statements": int, "findings": [...], ...}}
   --static PATH   static mode over .py files / folders (several allowed)
   --json          static: one JSON object on stdout; runtime: the report as one JSON line on stderr
@@ -62,27 +70,26 @@ options:
 Findings (sorted by severity error > warning > info) carry rule, severity, file, line (runtime:
 the user's call site), message, fix. Parameter values are never printed; passwords are masked.
 
-exit codes: 0 no findings; 1 findings; 2 bad usage (unknown option, missing path, command not
-found); 3 environment problem (instrumentation could not load in COMMAND); when COMMAND itself
-fails, its own exit status.
+exit codes: 0 no findings; 1 findings, or (static) a file that could not be parsed; 2 bad usage
+(unknown option, missing path, command not found); 3 environment problem (runtime: instrumentation
+could not load in COMMAND; static: files need a newer Python, named in "needs_python"); when
+COMMAND itself fails, its own exit status. A skipped file is never a clean result: "ok" is false,
+"skipped_count" and "skipped_by_reason" count them all.
 
 example:
-  bash scripts/{PROG} --explain --report /tmp/oq.json -- python -m pytest -q tests/test_api.py
+  bash scripts/{PROG} --report /tmp/oq.json -- python -m pytest -q tests/test_api.py
   bash scripts/{PROG} --static app/ --json
 """
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
-def build_parser() -> Parser:
-    p = Parser(prog=PROG, add_help=False)
+def build_parser() -> scriptlib.ArgumentParser:
+    p = scriptlib.ArgumentParser(prog=PROG, add_help=False)
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("--threshold", type=int, default=5)
     p.add_argument("--slow-ms", type=float, default=500.0)
     p.add_argument("--explain", action="store_true")
+    p.add_argument("--no-explain", action="store_true")
+    p.add_argument("--include-test-tables", action="store_true")
     p.add_argument("--report")
     p.add_argument("--static", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true")
@@ -123,26 +130,51 @@ def run_static(paths: list[str], as_json: bool) -> int:
     _, missing = static_rules.iter_python_files(paths)
     if missing:
         raise UsageError("no such file or directory: " + ", ".join(repr(m) for m in missing[:5]))
-    findings, checked, skipped = static_rules.check_paths(paths)
-    findings = sort_findings(findings)
-    for s in skipped:
+    result = static_rules.check_paths(paths)
+    findings = sort_findings(result.findings)
+    skipped = result.skipped
+    needs = result.needs_python
+    shown_skips, more_skips = scriptlib.bounded(skipped, SKIPPED_LIMIT)
+    for s in shown_skips:
         scriptlib.info(f"skipped {s['file']}: {s['reason']}")
+    if more_skips:
+        scriptlib.info(f"... and {more_skips} more skipped file(s) (--json lists up to {SKIPPED_LIMIT})")
     limited, more = scriptlib.bounded(findings, JSON_LIMIT)
-    result = {
-        "ok": not findings,
+    payload = {
+        "ok": not findings and not skipped,
         "mode": "static",
-        "files": checked,
+        "files": result.files,
         "findings": limited,
         "omitted": more,
         "summary": summary(findings),
-        "skipped": skipped[:20],
+        "skipped_count": len(skipped),
+        "skipped_by_reason": result.skipped_by_reason(),
+        "needs_python": needs,
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "skipped": shown_skips,
+        "skipped_omitted": more_skips,
     }
-    header = f"optimize-queries --static: {checked} file(s), {len(findings)} finding(s)" + (f" {summary(findings)}" if findings else "")
-    scriptlib.emit(result, as_json=as_json, human=human_lines(findings, header))
-    return EXIT_PROBLEMS if findings else EXIT_OK
+    header = f"optimize-queries --static: {result.files} file(s), {len(findings)} finding(s)" + (f" {summary(findings)}" if findings else "")
+    human = human_lines(findings, header)
+    if skipped:
+        human.append(
+            f"INCOMPLETE: {len(skipped)} file(s) not checked {result.skipped_by_reason()}"
+            + (f"; rerun with Python >= {needs} (running {sys.version_info[0]}.{sys.version_info[1]})" if needs else "")
+            + " (listed on stderr)"
+        )
+    scriptlib.emit(payload, as_json=as_json, human=human)
+    if needs:
+        return EXIT_ENV  # the result is incomplete until a newer interpreter reads those files
+    return EXIT_PROBLEMS if findings or skipped else EXIT_OK
 
 
 # --------------------------------------------------------------------------- runtime
+
+
+def explain_kinds(args: argparse.Namespace) -> str:
+    if args.no_explain:
+        return "0"
+    return "SELECT,UPDATE,DELETE" if args.explain else "SELECT"
 
 
 def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> int:
@@ -160,7 +192,7 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
     site_dir = str(PROBE / "site")
     env["PYTHONPATH"] = site_dir + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["OPTIMIZE_QUERIES_DIR"] = str(record_dir)
-    env["OPTIMIZE_QUERIES_EXPLAIN"] = "1" if args.explain else "0"
+    env["OPTIMIZE_QUERIES_EXPLAIN"] = explain_kinds(args)
     slow_ms = args.slow_ms if args.slow_ms and args.slow_ms > 0 else None
     if slow_ms is not None:
         env["OPTIMIZE_QUERIES_SLOW_MS"] = repr(slow_ms)
@@ -178,7 +210,7 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
         records, problems = runtime_rules.load_records(record_dir)
     finally:
         shutil.rmtree(record_dir, ignore_errors=True)
-    analysis = runtime_rules.analyse(records, threshold=args.threshold, slow_ms=slow_ms, cwd=Path.cwd())
+    analysis = runtime_rules.analyse(records, threshold=args.threshold, slow_ms=slow_ms, cwd=Path.cwd(), include_test_tables=args.include_test_tables)
     findings = sort_findings(analysis["findings"])
     limited, more = scriptlib.bounded(findings, JSON_LIMIT)
     errors = runtime_rules.record_errors(records)
@@ -191,8 +223,9 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
         "omitted": more,
         "summary": summary(findings),
         "processes": analysis["processes"],
-        "explain": bool(args.explain),
+        "explain": explain_kinds(args),
         "explained_shapes": analysis["explained"],
+        "test_table_findings": analysis["test_table_findings"],
         "threshold": args.threshold,
         "command_exit_code": code,
         "instrumentation_errors": dict(list(errors.items())[:20]),
@@ -202,6 +235,8 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
         notes.append("no instrumented Python process reported (COMMAND is not Python, ran with -I/-S, or replaced PYTHONPATH)")
     elif not instrumented:
         notes.append("the command's Python processes never imported SQLAlchemy: nothing to analyse")
+    if analysis["test_table_findings"]:
+        notes.append(f"{analysis['test_table_findings']} index finding(s) on tables defined only for tests not shown (--include-test-tables)")
     for k, v in list(errors.items())[:5]:
         notes.append(f"instrumentation: {k} x{v}")
     report["notes"] = notes
@@ -242,6 +277,8 @@ def main(argv: list[str]) -> int:
             raise UsageError("--threshold must be at least 2")
         if args.slow_ms is not None and args.slow_ms < 0:
             raise UsageError("--slow-ms must be >= 0")
+        if args.explain and args.no_explain:
+            raise UsageError("--explain and --no-explain contradict each other")
         if args.static:
             if command:
                 raise UsageError("--static takes paths, not a command after --")

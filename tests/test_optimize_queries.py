@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "optimize-queries.sh"
 CORPUS = ROOT / "tests" / "corpus"
 APPS = sorted(p for p in CORPUS.glob("*.py") if not p.name.startswith((".", "_")))
+STATIC_CASES = sorted((CORPUS / "static").glob("*.py"))  # read by static mode only, never run
 TIMEOUT = 180
 
 sys.path.insert(0, str(ROOT / "scripts" / "sqlprobe"))
@@ -138,24 +139,48 @@ def test_corpus_static(app: Path) -> None:
             assert lines <= reported, f"{rule}: expected at lines {sorted(lines)}, reported at {sorted(reported)}"
 
 
+@pytest.mark.parametrize("case", STATIC_CASES, ids=[p.stem for p in STATIC_CASES])
+def test_static_regression_cases(case: Path) -> None:
+    """Real-world-shaped true and false positives: exactly the marked lines are reported."""
+    exp = expectations(case)
+    proc = run_tool(["--static", str(case.relative_to(ROOT)), "--json"])
+    result = json.loads(proc.stdout)
+    got = sorted((f["rule"], f["line"]) for f in result["findings"])
+    want = sorted((rule, line) for (mode, rule), lines in exp["lines"].items() if mode == "static" for line in lines)
+    assert got == want, json.dumps(result["findings"], indent=1)
+    assert {r for r, _ in want} == exp["static"]
+
+
+def test_static_regression_cases_cover_every_rule() -> None:
+    covered = set().union(*(expectations(p)["static"] for p in STATIC_CASES))
+    assert covered == set(STATIC_RULES), set(STATIC_RULES) - covered
+    for p in [*APPS, *STATIC_CASES]:
+        first = p.read_text(encoding="utf-8").splitlines()[0]
+        assert re.match(r"# (DELIBERATELY WRONG|CLEAN) example for the optimize-queries checker's tests.*never copy", first), p
+
+
 def test_static_whole_corpus_matches_per_file() -> None:
     """One run over the folder reports exactly what the per-file runs report, sorted by severity."""
     proc = run_tool(["--static", "tests/corpus", "--json"])
     result = json.loads(proc.stdout)
-    assert proc.returncode == 1 and result["files"] == len(APPS)
-    got = sorted((f["file"], f["rule"]) for f in result["findings"])
+    assert proc.returncode == 1 and result["files"] == len(APPS) + len(STATIC_CASES)
+    got = sorted((f["file"], f["rule"]) for f in result["findings"] if f["file"].count("/") == 2)
     want = sorted((f"tests/corpus/{p.name}", r) for p in APPS for r in expectations(p)["static"])
     assert got == want
     ranks = [{"error": 0, "warning": 1, "info": 2}[f["severity"]] for f in result["findings"]]
     assert ranks == sorted(ranks)
 
 
-def test_plan_checks_need_explain(backend: str, server_url: str) -> None:
-    """Without --explain no EXPLAIN/catalog query runs: missing_index is not reported, N+1 still is."""
-    proc = run_tool(["--json", "--", sys.executable, str(CORPUS / "missing_index_filter.py")], url=url_for(backend, server_url))
+def test_index_checks_on_by_default_and_no_explain(backend: str, server_url: str) -> None:
+    """Index checks are on by default for SELECTs; with --no-explain no EXPLAIN/catalog query runs:
+    missing_index is not reported, N+1 still is."""
+    app = str(CORPUS / "missing_index_filter.py")
+    default = last_json(run_tool(["--json", "--", sys.executable, app], url=url_for(backend, server_url)).stderr)
+    assert [f["rule"] for f in default["findings"]] == ["missing_index"] and default["explain"] == "SELECT"
+    proc = run_tool(["--no-explain", "--json", "--", sys.executable, app], url=url_for(backend, server_url))
     report = last_json(proc.stderr)
     assert proc.returncode == 0 and report["findings"] == [] and report["explained_shapes"] == 0
-    proc = run_tool(["--json", "--", sys.executable, str(CORPUS / "nplus1_query_in_loop.py")], url=url_for(backend, server_url))
+    proc = run_tool(["--no-explain", "--json", "--", sys.executable, str(CORPUS / "nplus1_query_in_loop.py")], url=url_for(backend, server_url))
     assert proc.returncode == 1 and {f["rule"] for f in last_json(proc.stderr)["findings"]} == {"n_plus_one"}
 
 
@@ -427,9 +452,47 @@ def test_static_reports_unparseable_files(tmp_path: Path) -> None:
     (tmp_path / "loop.py").write_text("async def f(session, ids):\n    for i in ids:\n        await session.get(object, i)\n")
     proc = run_tool(["--static", str(tmp_path), "--json"])
     result = json.loads(proc.stdout)
-    assert proc.returncode == 1 and result["files"] == 1
+    assert proc.returncode == 1 and result["files"] == 1 and result["ok"] is False
     assert [s["file"].endswith("broken.py") for s in result["skipped"]] == [True]
+    assert result["skipped_count"] == 1 and result["skipped_by_reason"] == {"syntax_error": 1}
     assert "skipped" in proc.stderr and [f["rule"] for f in result["findings"]] == ["query_in_loop"]
+
+
+def test_unreadable_files_are_never_a_clean_result(tmp_path: Path) -> None:
+    """No finding but a file that could not be parsed: ok false and exit 1, never "ok": true / 0;
+    the count is complete even when the list is cut."""
+    for i in range(60):
+        (tmp_path / f"broken_{i:02d}.py").write_text("def f(:\n")
+    (tmp_path / "fine.py").write_text("x = 1\n")
+    proc = run_tool(["--static", str(tmp_path), "--json"])
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 1 and result["ok"] is False and result["findings"] == []
+    assert result["skipped_count"] == 60 and len(result["skipped"]) == 50 and result["skipped_omitted"] == 10
+    human = run_tool(["--static", str(tmp_path)])
+    assert human.returncode == 1 and "INCOMPLETE: 60 file(s) not checked" in human.stdout
+
+
+NEWER = [  # (version, source) for syntax this interpreter may not read
+    ((3, 12), "type Pair = tuple[int, int]\n"),
+    ((3, 14), "try:\n    pass\nexcept ValueError, TypeError:\n    pass\n"),
+]
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="this interpreter parses every syntax the test writes")
+def test_files_newer_than_the_interpreter_name_the_version(tmp_path: Path) -> None:
+    """Files using syntax newer than the running Python: exit 3 (environment), ok false, and the
+    Python version that would read them."""
+    newest = None
+    for version, source in NEWER:
+        if version > sys.version_info[:2]:
+            (tmp_path / f"py{version[0]}{version[1]}.py").write_text(source)
+            newest = version
+    proc = run_tool(["--static", str(tmp_path), "--json"])
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 3 and result["ok"] is False
+    assert result["needs_python"] == "{}.{}".format(*newest)
+    assert set(result["skipped_by_reason"]) == {"needs_newer_python"}
+    assert all("needs Python >=" in s["reason"] for s in result["skipped"])
 
 
 def test_sync_engines_are_instrumented_too(tmp_path: Path) -> None:
@@ -451,3 +514,245 @@ def test_sync_engines_are_instrumented_too(tmp_path: Path) -> None:
     proc = run_tool(["--explain", "--json", "--", sys.executable, str(app)])
     report = last_json(proc.stderr)
     assert proc.returncode == 1 and sorted(f["rule"] for f in report["findings"]) == ["missing_index", "n_plus_one"]
+
+
+# --------------------------------------------------------------------------- index findings on real-shaped apps
+
+
+def line_of(path: Path, marker: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if marker in line)
+
+INDEX_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    sys.path.insert(0, {here!r})
+    from sqlalchemy import Boolean, ForeignKey, String, delete, func, select
+    from sqlalchemy.orm import Mapped, mapped_column
+    from templates.base_model import Base
+    from templates.scratch import scratch_engine
+    from templates.session_manager import create_sessionmaker
+    from tests.fixture_models import IxFixtureOnly
+
+    class IxAccount(Base):
+        __tablename__ = "ix_accounts"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        email: Mapped[str] = mapped_column(String(80), index=True)
+        city: Mapped[str] = mapped_column(String(40))
+        plan: Mapped[str] = mapped_column(String(20))
+        active: Mapped[bool] = mapped_column(Boolean, default=True)
+        kind: Mapped[str] = mapped_column(String(20))
+        __mapper_args__ = {{"polymorphic_on": "kind", "polymorphic_identity": "account"}}
+
+    class IxProduct(Base):
+        __tablename__ = "ix_products"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class IxTag(Base):
+        __tablename__ = "ix_tags"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class IxProductTag(Base):  # composite primary key: (product_id, tag_id); tag_id leads no index
+        __tablename__ = "ix_product_tags"
+        product_id: Mapped[int] = mapped_column(ForeignKey("ix_products.id"), primary_key=True)
+        tag_id: Mapped[int] = mapped_column(ForeignKey("ix_tags.id"), primary_key=True)
+
+    async def run(session, stmt):  # the app's generic execute helper
+        return (await session.execute(stmt)).all()
+
+    async def by_city_and_plan(session):
+        return await run(session, select(IxAccount.id).where(IxAccount.city == "Oslo", IxAccount.plan == "pro"))  # composite
+
+    async def main():
+        async with scratch_engine() as engine:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            async with create_sessionmaker(engine)() as session, session.begin():
+                session.add_all([IxProduct(id=1), IxTag(id=1), IxTag(id=2), IxAccount(email="a@x", city="Oslo", plan="pro")])
+                await session.flush()
+                session.add_all([IxProductTag(product_id=1, tag_id=1), IxProductTag(product_id=1, tag_id=2), IxFixtureOnly(id=1, label="x")])
+            async with create_sessionmaker(engine)() as session, session.begin():
+                await by_city_and_plan(session)
+                await run(session, select(IxAccount.id).where(IxAccount.active.is_(True)))  # boolean: not flagged
+                await run(session, select(IxAccount.id).where(IxAccount.kind == "account"))  # discriminator
+                await run(session, select(IxAccount.id).where(func.lower(IxAccount.email) == "a@x"))  # expression
+                await run(session, select(IxProductTag.tag_id).where(IxProductTag.product_id == 1, IxProductTag.tag_id == 2))
+                await session.execute(delete(IxProductTag).where(IxProductTag.product_id == 1, IxProductTag.tag_id == 2))
+                await run(session, select(IxProductTag.product_id).where(IxProductTag.tag_id == 2))  # FK, no index
+                await run(session, select(IxFixtureOnly.id).where(IxFixtureOnly.label == "x"))  # test-only table
+        print("index app ok")
+
+    asyncio.run(main())
+    """
+)
+FIXTURE_MODELS = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {root!r})
+    from sqlalchemy import String
+    from sqlalchemy.orm import Mapped, mapped_column
+    from templates.base_model import Base
+
+    class IxFixtureOnly(Base):  # a model that exists only for the test suite
+        __tablename__ = "ix_fixture_only"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        label: Mapped[str] = mapped_column(String(20))
+    """
+)
+
+
+def test_index_findings_read_the_plan(tmp_path: Path, backend: str, server_url: str) -> None:
+    """One finding per statement (composite), an expression index for lower(email), a composite
+    primary key serving its FK filter, booleans/discriminators left out, test-only tables counted
+    apart, and the call site plus its callers in the user's code."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "fixture_models.py").write_text(FIXTURE_MODELS.format(root=str(ROOT)))
+    (tmp_path / "app.py").write_text(INDEX_APP.format(root=str(ROOT), here=str(tmp_path)))
+    proc = run_tool(["--explain", "--json", "--", sys.executable, "app.py"], cwd=tmp_path, url=url_for(backend, server_url))
+    assert "index app ok" in proc.stdout, proc.stderr[-3000:]
+    report = last_json(proc.stderr)
+    assert report["instrumentation_errors"] == {}
+    got = sorted((f["rule"], f["table"], tuple(f["columns"])) for f in report["findings"])
+    want = [("missing_index", "ix_accounts", ("city", "plan")), ("missing_index", "ix_accounts", ("lower(email)",))]
+    if backend != "mysql":  # InnoDB indexes every foreign key by itself
+        want.append(("unindexed_foreign_key", "ix_product_tags", ("tag_id",)))
+    assert got == sorted(want), json.dumps(report["findings"], indent=1)
+    composite = next(f for f in report["findings"] if f["columns"] == ["city", "plan"])
+    assert 'Index("ix_ix_accounts_city_plan", "city", "plan")' in composite["fix"]
+    caller = line_of(tmp_path / "app.py", '"pro"))  # composite')
+    assert (composite["file"], composite["function"]) == ("app.py", "run") and composite["called_from"][0] == f"app.py:{caller} in by_city_and_plan"
+    expression = next(f for f in report["findings"] if f["columns"] == ["lower(email)"])
+    assert "func.lower(IxAccount.email)" in expression["fix"]
+    assert report["test_table_findings"] == 1 and any("--include-test-tables" in n for n in report["notes"])
+    shown = last_json(run_tool(["--include-test-tables", "--json", "--", sys.executable, "app.py"], cwd=tmp_path, url=url_for(backend, server_url)).stderr)
+    assert [f["test_table"] for f in shown["findings"] if f["table"] == "ix_fixture_only"] == [True]
+
+
+SEQUENTIAL_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    sys.path.insert(0, {corpus!r})
+    from nplus1_query_in_loop import Base, CpbTask
+    from sqlalchemy import select
+    from templates.scratch import scratch_engine
+    from templates.session_manager import create_sessionmaker
+
+    async def tasks_of(session, project_id):
+        return (await session.scalars(select(CpbTask).where(CpbTask.project_id == project_id))).all()
+
+    async def main():
+        async with scratch_engine() as engine:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            async with create_sessionmaker(engine)() as session:
+                await tasks_of(session, 1)  # three sequential calls with different parameters: not N+1
+                await tasks_of(session, 2)
+                await tasks_of(session, 3)
+                if len(sys.argv) > 1:
+                    for project_id in range(3):
+                        await tasks_of(session, project_id)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_sequential_calls_are_not_n_plus_one(tmp_path: Path) -> None:
+    app = tmp_path / "sequential.py"
+    app.write_text(SEQUENTIAL_APP.format(root=str(ROOT), corpus=str(CORPUS)))
+    quiet = run_tool(["--threshold", "3", "--json", "--", sys.executable, "sequential.py"], cwd=tmp_path)
+    assert quiet.returncode == 0 and last_json(quiet.stderr)["findings"] == []
+    loop = run_tool(["--threshold", "3", "--json", "--", sys.executable, "sequential.py", "loop"], cwd=tmp_path)
+    (finding,) = last_json(loop.stderr)["findings"]
+    assert finding["rule"] == "n_plus_one" and finding["called_from"][0] == f"sequential.py:{line_of(app, 'await tasks_of(session, project_id)')} in main"
+
+
+BROKEN_REGISTRY_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    sys.path.insert(0, {corpus!r})
+    from sqlalchemy import ForeignKey, select
+    from sqlalchemy.exc import InvalidRequestError
+    from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column, relationship
+    from nplus1_query_in_loop import Base, CpbTask
+    from templates.scratch import scratch_engine
+    from templates.session_manager import create_sessionmaker
+
+    class Broken(DeclarativeBase):
+        pass
+
+    class BrokenParent(Broken):  # a test suite's deliberately invalid model: its registry never configures
+        __tablename__ = "broken_parents"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        children: Mapped[list["NoSuchModel"]] = relationship()
+
+    try:
+        configure_mappers()
+    except InvalidRequestError:
+        pass
+
+    async def main():
+        async with scratch_engine() as engine:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            async with create_sessionmaker(engine)() as session:
+                for project_id in range(6):
+                    await session.scalars(select(CpbTask).where(CpbTask.project_id == project_id))
+        print("broken registry ok")
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_broken_mapper_registry_is_not_an_instrumentation_error(tmp_path: Path) -> None:
+    """The cause of "instrumentation: relationship lookup: InvalidRequestError": looking up
+    relationships configured every registry, re-raising a test suite's deliberately broken mapper.
+    The lookup now reads configured mappers only."""
+    app = tmp_path / "broken.py"
+    app.write_text(BROKEN_REGISTRY_APP.format(root=str(ROOT), corpus=str(CORPUS)))
+    proc = run_tool(["--json", "--", sys.executable, str(app)])
+    assert "broken registry ok" in proc.stdout, proc.stderr[-2000:]
+    report = last_json(proc.stderr)
+    assert report["instrumentation_errors"] == {} and not any("instrumentation" in n for n in report["notes"])
+    assert [f["rule"] for f in report["findings"]] == ["n_plus_one"]
+
+
+SEED_APP = textwrap.dedent(
+    """
+    import sys
+    from sqlalchemy import create_engine, event, text
+    engine = create_engine("sqlite://")
+
+    @event.listens_for(engine, "connect")
+    def slow_functions(dbapi_connection, record):
+        import time
+        dbapi_connection.create_function("pause", 1, lambda ms: time.sleep(ms / 1000) or 0)
+
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE seed (id INTEGER PRIMARY KEY, v INTEGER)"))
+        conn.execute(text("INSERT INTO seed (id, v) SELECT 1, pause(60)"))  # a slow set-up write
+        conn.execute(text("UPDATE seed SET v = pause(60)"))  # no WHERE: a bulk set-up write
+        conn.execute(text("SELECT v, pause(60) FROM seed WHERE id = 1")).all()  # a slow read
+    engine.dispose()
+    """
+)
+
+
+def test_slow_query_is_about_reads(tmp_path: Path) -> None:
+    app = tmp_path / "seed.py"
+    app.write_text(SEED_APP)
+    report = last_json(run_tool(["--slow-ms", "30", "--json", "--", sys.executable, str(app)]).stderr)
+    slow = [f for f in report["findings"] if f["rule"] == "slow_query"]
+    assert len(slow) == 1 and slow[0]["line"] == line_of(app, "# a slow read"), json.dumps(report["findings"], indent=1)
+
+
+def test_multiline_fstring_field_needs_312(tmp_path: Path) -> None:
+    """A replacement field spread over lines (PEP 701) is Python 3.12 syntax, not a broken file."""
+    if sys.version_info >= (3, 12):
+        pytest.skip("this interpreter parses PEP 701 f-strings")
+    (tmp_path / "view.py").write_text('label = f"-{\n    amount\n}"\n')
+    result = json.loads(run_tool(["--static", str(tmp_path), "--json"]).stdout)
+    assert result["needs_python"] == "3.12" and result["skipped_by_reason"] == {"needs_newer_python": 1}

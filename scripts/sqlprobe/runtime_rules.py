@@ -1,15 +1,27 @@
 """Turns the per-process record files written by ``recorder.py`` into findings.
 
-Rules: ``n_plus_one``, ``repeated_identical``, ``slow_query`` (always) and ``missing_index``,
-``unindexed_foreign_key`` (from the plans and catalog data gathered with ``--explain``).
+Rules: ``n_plus_one``, ``repeated_identical``, ``slow_query`` (reads, and UPDATE/DELETE with a
+WHERE: set-up writes and DDL are not query problems) and ``missing_index``,
+``unindexed_foreign_key`` (from the plans and catalog data: on by default for SELECTs).
+
+Index findings are judged on the plan: a table the plan reads in full although the statement
+filters it, on a column no index leads with. One finding per statement and table (a composite
+index when it filters several columns; an expression index for ``lower(email) = ?``); boolean and
+discriminator columns are left out (an index rarely helps there); tables whose models exist only
+for tests are counted apart (``test_table_findings``) unless ``include_test_tables``.
 No parameter value ever reaches a finding: the recorder keeps only hashes of them.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scriptlib import shorten  # noqa: E402
 
 SEVERITY = {
     "n_plus_one": "warning",
@@ -34,8 +46,7 @@ def load_records(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def short_sql(sql: str) -> str:
-    one = " ".join(sql.split())
-    return one if len(one) <= SQL_SHOWN else one[: SQL_SHOWN - 1] + "…"
+    return shorten(sql, SQL_SHOWN)
 
 
 def site_path(site: list[Any], cwd: Path) -> tuple[str, int]:
@@ -46,13 +57,16 @@ def site_path(site: list[Any], cwd: Path) -> tuple[str, int]:
         return file, line
 
 
-def analyse(records: list[dict[str, Any]], *, threshold: int, slow_ms: float | None, cwd: Path) -> dict[str, Any]:
+def analyse(records: list[dict[str, Any]], *, threshold: int, slow_ms: float | None, cwd: Path, include_test_tables: bool = False) -> dict[str, Any]:
     findings: list[dict[str, Any]] = []
     statements = sum(int(r.get("statements", 0)) for r in records)
     models: dict[str, str | None] = {}
+    tables: dict[str, dict[str, Any]] = {}
     for r in records:
         for t, m in (r.get("models") or {}).items():
             models.setdefault(t, m)
+        for t, facts in (r.get("tables") or {}).items():
+            tables.setdefault(t, facts)
 
     def finding(rule: str, site: list[Any], message: str, fix: str, stack: list[Any] | None = None, **extra: Any) -> None:
         file, line = site_path(site, cwd)
@@ -93,7 +107,8 @@ def analyse(records: list[dict[str, Any]], *, threshold: int, slow_ms: float | N
                     "run it once and reuse the result (hoist it out of the loop, or cache it for the request)",
                     stack=agg.get("stack"), count=agg["max_same_params"], sql=sql,
                 )
-            if slow_ms is not None and agg.get("slow", 0) > 0:
+            reads = kind == "SELECT" or (kind in ("UPDATE", "DELETE") and agg.get("has_where", True))
+            if slow_ms is not None and agg.get("slow", 0) > 0 and reads:
                 finding(
                     "slow_query", site,
                     f"{agg['slow']} of {agg['count']} executions took longer than {slow_ms:g} ms (slowest {agg['max_ms']:.1f} ms): {sql}",
@@ -101,43 +116,76 @@ def analyse(records: list[dict[str, Any]], *, threshold: int, slow_ms: float | N
                     stack=agg.get("stack"), count=agg["slow"], max_ms=round(agg["max_ms"], 1), sql=sql,
                 )
 
-    seen_fk: set[tuple[str, str]] = set()
-    seen_ix: set[tuple[str, str]] = set()
+    test_table_findings = 0
+    seen: set[tuple[str, str, tuple[str, ...]]] = set()
     for r in records:
         for ex in r.get("explains", []):
-            catalog = ex.get("catalog") or {}
-            scanned = set(ex.get("scanned") or [])
-            site = ex["site"]
-            sql = short_sql(ex.get("shape", ""))
-            info_filters = [tuple(x) for x in _filters_of(r, ex)]
-            info_joins = [tuple(x) for x in _joins_of(r, ex)]
-            for table, column in sorted(set(info_filters) | set(info_joins)):
-                cat = catalog.get(table)
-                if not cat:
+            for item in index_findings(r, ex, tables, models):
+                rule, table, columns = item["rule"], item["table"], item["columns"]
+                key = (rule, table, tuple(columns))
+                if key in seen:
                     continue
-                indexed = set(cat.get("indexed") or [])
-                fks = cat.get("fks") or {}
-                model = models.get(table) or table
-                if column in fks and column not in indexed:
-                    if (table, column) not in seen_fk:
-                        seen_fk.add((table, column))
-                        finding(
-                            "unindexed_foreign_key", site,
-                            f"foreign key {table}.{column} -> {fks[column]} is used to filter or join but no index starts with it: {sql}",
-                            f'index it: mapped_column(ForeignKey(...), index=True) on {model}.{column}, or Index("ix_{table}_{column}", "{column}") in __table_args__',
-                            sql=sql, table=table, column=column,
-                        )
+                seen.add(key)
+                if (tables.get(table) or {}).get("test_only") and not include_test_tables:
+                    test_table_findings += 1
                     continue
-                if table in scanned and column not in indexed and (table, column) in info_filters and (table, column) not in seen_ix:
-                    seen_ix.add((table, column))
-                    finding(
-                        "missing_index", site,
-                        f"the {ex.get('dialect')} plan scans all of {table} to filter on {column} (no index starts with it): {sql}",
-                        f'Index("ix_{table}_{column}", "{column}") in __table_args__ of {model} (or mapped_column(..., index=True)), then a migration',
-                        sql=sql, table=table, column=column, plan=(ex.get("plan") or [])[:5],
-                    )
+                finding(rule, ex["site"], item["message"], item["fix"], stack=ex.get("stack"),
+                        sql=short_sql(ex.get("shape", "")), table=table, column=columns[0], columns=columns,
+                        plan=(ex.get("plan") or [])[:5], test_table=bool((tables.get(table) or {}).get("test_only")))
     explained = sum(len(r.get("explains") or []) for r in records)
-    return {"statements": statements, "findings": findings, "processes": len(records), "explained": explained}
+    return {"statements": statements, "findings": findings, "processes": len(records), "explained": explained, "test_table_findings": test_table_findings}
+
+
+def index_findings(record: dict[str, Any], ex: dict[str, Any], tables: dict[str, dict[str, Any]], models: dict[str, str | None]) -> list[dict[str, Any]]:
+    """At most one finding per table the plan scans while the statement filters it on columns no
+    index leads with: unindexed_foreign_key when one of them is a foreign key, else missing_index
+    (a composite index for several columns, an expression index for ``lower(col)``)."""
+    agg = _agg_index(record).get(ex.get("shape", "")) or {}
+    catalog = ex.get("catalog") or {}
+    scanned = set(ex.get("scanned") or [])
+    sql = short_sql(ex.get("shape", ""))
+    filters = [tuple(x) for x in agg.get("filters", [])]
+    joins = [tuple(x) for x in agg.get("joins", [])]
+    exprs = [tuple(x) for x in agg.get("expr_filters", [])]
+    out: list[dict[str, Any]] = []
+    for table in sorted(scanned):
+        cat = catalog.get(table)
+        if not cat:
+            continue
+        indexed = set(cat.get("indexed") or [])
+        fks = cat.get("fks") or {}
+        low = set((tables.get(table) or {}).get("low_selectivity") or [])
+        model = models.get(table) or (tables.get(table) or {}).get("model") or table
+        plain = [c for t, c in filters if t == table and c not in indexed and c not in low]
+        fk_cols = sorted({c for t, c in filters + joins if t == table and c in fks and c not in indexed})
+        if fk_cols:
+            cols = fk_cols
+            out.append({
+                "rule": "unindexed_foreign_key", "table": table, "columns": cols,
+                "message": f"the plan reads all of {table}: foreign key {', '.join(f'{table}.{c} -> {fks[c]}' for c in cols)} is used to filter or join but no index starts with it: {sql}",
+                "fix": f'index it: mapped_column(ForeignKey(...), index=True) on {model}.{cols[0]}, or Index("ix_{table}_{cols[0]}", "{cols[0]}") in __table_args__',
+            })
+            continue
+        if plain:
+            cols = list(dict.fromkeys(plain))
+            name = "ix_" + table + "_" + "_".join(cols)
+            args = ", ".join(f'"{c}"' for c in cols)
+            what = f"on {cols[0]}" if len(cols) == 1 else f"on {', '.join(cols)} (one composite index serves them together)"
+            out.append({
+                "rule": "missing_index", "table": table, "columns": cols,
+                "message": f"the {ex.get('dialect')} plan reads all of {table} to filter {what}: no index could serve it: {sql}",
+                "fix": f'Index("{name}", {args}) in __table_args__ of {model}' + (" (or mapped_column(..., index=True))" if len(cols) == 1 else " (equality columns first)") + ", then a migration",
+            })
+            continue
+        expr = [(c, fn) for t, c, fn in exprs if t == table and c not in low]
+        if expr:
+            c, fn = expr[0]
+            out.append({
+                "rule": "missing_index", "table": table, "columns": [f"{fn}({c})"],
+                "message": f"the {ex.get('dialect')} plan reads all of {table} to filter on {fn}({c}): a plain index on {c} cannot serve an expression: {sql}",
+                "fix": f'an expression index: Index("ix_{table}_{fn}_{c}", func.{fn}({model}.{c})) in __table_args__ (PostgreSQL, SQLite >= 3.9, MySQL >= 8.0.13 functional key parts; MariaDB: an indexed generated column), then a migration',
+            })
+    return out
 
 
 def _agg_index(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -146,16 +194,6 @@ def _agg_index(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
         cache = {a["shape"]: a for a in record.get("aggregates", [])}
         record["_by_shape"] = cache
     return cache
-
-
-def _filters_of(record: dict[str, Any], ex: dict[str, Any]) -> list[Any]:
-    agg = _agg_index(record).get(ex.get("shape", ""))
-    return agg.get("filters", []) if agg else []
-
-
-def _joins_of(record: dict[str, Any], ex: dict[str, Any]) -> list[Any]:
-    agg = _agg_index(record).get(ex.get("shape", ""))
-    return agg.get("joins", []) if agg else []
 
 
 def record_errors(records: list[dict[str, Any]]) -> dict[str, int]:

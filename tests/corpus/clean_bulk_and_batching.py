@@ -1,3 +1,4 @@
+# CLEAN example for the optimize-queries checker's tests (no finding expected): a fixture, never copy it.
 """Clean corpus app: bulk insert as executemany, one IN query instead of a loop, bound
 parameters in text(), and concurrent work with one session per task.
 """

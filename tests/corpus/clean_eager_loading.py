@@ -1,3 +1,4 @@
+# CLEAN example for the optimize-queries checker's tests (no finding expected): a fixture, never copy it.
 """Clean corpus app: relationships eager-loaded in the query, indexed foreign keys and filters.
 
 selectinload for collections (2 queries however many parents), joinedload for many-to-one, a join

@@ -1,3 +1,4 @@
+# CLEAN example for the optimize-queries checker's tests (no finding expected): a fixture, never copy it.
 """Clean corpus app: FastAPI wired with the template's SessionDep (commit before the response),
 a bounded list endpoint, and a detail endpoint that eager-loads what it returns.
 """

@@ -1,3 +1,4 @@
+# CLEAN example for the optimize-queries checker's tests (no finding expected): a fixture, never copy it.
 """Clean corpus app: joinedload on a collection with .unique(), lazy="selectin" for a
 relationship that is always needed, awaitable_attrs for one object, and an UPDATE/DELETE by
 primary key.

@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: a FastAPI session dependency that commits after `yield` (default dependency scope)
 and a list endpoint that returns every row.
 

@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: reading relationships that the query did not load, and joinedload() on a
 collection without .unique().
 

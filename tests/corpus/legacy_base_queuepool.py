@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: 1.x-era setup carried into async code.
 
 - `declarative_base()` (legacy; 2.x uses `class Base(DeclarativeBase)`),

@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: a query filters on a column that has no index, so the database reads the whole table.
 
 `CpcOrder.status` is filtered on every dashboard load but is not indexed. Fix:

@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: the classic N+1 - a relationship lazy-loaded once per parent inside a loop.
 
 `await author.awaitable_attrs.books` is the async way to load one relationship on demand; in a

@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: N+1 written by hand - one explicit SELECT per parent inside a loop.
 
 Each iteration runs `select(CpbTask).where(CpbTask.project_id == project.id)`. Fix: one query for

@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: the same query with the same parameters runs once per item (a missing hoist).
 
 The price list is loaded inside the loop although it does not depend on the item. Fix: load it

@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: one AsyncSession handed to a concurrently running task (asyncio.create_task).
 
 A session (and its connection) serves one task at a time. Here it only works because the caller

@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: one statement that is slow on the server side (here: an explicit sleep).
 
 PostgreSQL `pg_sleep`, MySQL/MariaDB `SLEEP`, and on SQLite a user-defined function registered on

@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: SQL assembled with an f-string inside text() - injection risk and an N+1.
 
 Every value becomes part of the SQL text: a quote in the input changes the statement, and each

@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: a foreign key column without an index, used to join and to filter.
 
 PostgreSQL and SQLite do not index foreign key columns by themselves (MySQL/MariaDB InnoDB does,

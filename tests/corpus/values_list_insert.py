@@ -1,3 +1,4 @@
+# DELIBERATELY WRONG example for the optimize-queries checker's tests: never copy this code.
 """Corpus app: bulk insert written as insert(...).values(list_of_dicts).
 
 That renders ONE statement with rows x columns bind parameters: it grows without bound, hits the
