@@ -531,7 +531,7 @@ INDEX_APP = textwrap.dedent(
     from sqlalchemy.orm import Mapped, mapped_column
     from templates.base_model import Base
     from templates.scratch import scratch_engine
-    from templates.session_manager import create_sessionmaker
+    from templates.database import create_sessionmaker
     from tests.fixture_models import IxFixtureOnly
 
     class IxAccount(Base):
@@ -636,7 +636,7 @@ SEQUENTIAL_APP = textwrap.dedent(
     from nplus1_query_in_loop import Base, CpbTask
     from sqlalchemy import select
     from templates.scratch import scratch_engine
-    from templates.session_manager import create_sessionmaker
+    from templates.database import create_sessionmaker
 
     async def tasks_of(session, project_id):
         return (await session.scalars(select(CpbTask).where(CpbTask.project_id == project_id))).all()
@@ -678,7 +678,7 @@ BROKEN_REGISTRY_APP = textwrap.dedent(
     from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column, relationship
     from nplus1_query_in_loop import Base, CpbTask
     from templates.scratch import scratch_engine
-    from templates.session_manager import create_sessionmaker
+    from templates.database import create_sessionmaker
 
     class Broken(DeclarativeBase):
         pass
