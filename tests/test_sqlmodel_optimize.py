@@ -1,10 +1,9 @@
 """scripts/optimize-queries.sh on SQLModel code: runtime mode on the sample project's programs
 (unchanged, on every backend) and static mode on SQLModel idioms.
 
-Static mode does not know SQLModel yet: ``Relationship(...)`` (the lazy setting sits inside
-``sa_relationship_kwargs``), ``await session.exec(...)`` and the ``sqlmodel.ext.asyncio`` import
-are invisible to it. Those tests are strict xfails naming the change they wait for; the
-false-positive guards next to them pass today and must keep passing after that change.
+Static mode reads SQLModel idioms: ``Relationship(...)`` (the lazy setting sits inside
+``sa_relationship_kwargs``), ``await session.exec(...)`` and the ``sqlmodel.ext.asyncio`` import;
+the false-positive guards next to those tests keep a sessionmaker or an eager load clean.
 """
 
 from __future__ import annotations
@@ -21,14 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "sqlmodel_project"))
 from harness import Run, make_project, script, user_database  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-STATIC_RULES_PY = "scripts/sqlprobe/static_rules.py"
-NEEDS_EXEC = (f"needs {STATIC_RULES_PY}: 'exec' in SESSION_METHODS, so `await session.exec(...)` is a session call "
-              "(query_in_loop, and lazy_load_in_async's from_query)")
-NEEDS_RELATIONSHIP = (f"needs {STATIC_RULES_PY}: collect() and FileChecker.module_level() to treat "
-                      "Relationship(...) like relationship(...), reading lazy from sa_relationship_kwargs={'lazy': ...}, "
-                      "and collect() to count an import of sqlmodel.ext.asyncio as async")
-
 
 def marked_lines(path: Path, rule: str, mode: str) -> set[int]:
     """Lines carrying ``# runtime: RULE`` / ``# static: RULE`` markers (as in tests/corpus)."""
@@ -107,7 +98,6 @@ def test_static_whole_sample_project(tmp_path: Path) -> None:
     assert run.code == 0 and findings_of(run, static=True) == [], run.describe()
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_EXEC)
 def test_static_exec_in_a_loop_is_query_in_loop(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     run = script("optimize-queries", "--static", "app", "report_nplus1.py", "--json", cwd=project)
@@ -131,7 +121,6 @@ async def names(session: AsyncSession, ids: list[int]) -> list[str]:
     assert rules_at(run) == set(), run.describe()
 
 
-@pytest.mark.xfail(strict=True, reason=f"{NEEDS_RELATIONSHIP}; {NEEDS_EXEC}")
 def test_static_unloaded_relationship_read_is_lazy_load_in_async(tmp_path: Path) -> None:
     source = ASYNC_HEADER + MODELS.replace("{LAZY}", '{"lazy": "raise"}') + """
 
@@ -161,7 +150,6 @@ async def roster(session: AsyncSession) -> dict[str, int]:
     assert rules_at(run) == set(), run.describe()
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_RELATIONSHIP)
 def test_static_relationship_without_lazy_in_async_code(tmp_path: Path) -> None:
     source = ASYNC_HEADER + MODELS.replace(', sa_relationship_kwargs={LAZY}', "")
     run = static_run(tmp_path, source)
