@@ -89,9 +89,22 @@ def database_url() -> str:
     return url
 
 
+def public_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    """``type_`` as its nearest public SQLAlchemy class: a driver's internal type (``PGUuid``, what an
+    older SQLModel's GUID hands back on PostgreSQL) becomes ``UUID``, which a revision can name."""
+    for cls in type(type_).__mro__:
+        module = cls.__module__
+        home = (f"sqlalchemy.dialects.{module.split('.')[2]}" if module.startswith("sqlalchemy.dialects.")
+                else "sqlalchemy" if module.startswith("sqlalchemy.") else None)
+        if home is not None and getattr(importlib.import_module(home), cls.__name__, None) is cls:
+            return type_ if cls is type(type_) else type_.adapt(cls)
+    return type_
+
+
 def render_sqlalchemy_type(type_: TypeEngine[Any], autogen_context: AutogenContext) -> str | None:
     """``sa.X(...)`` / ``mysql.X(...)`` for a SQLAlchemy type, including its ``.with_variant()``
     parts (``repr()`` leaves them out); None for a type defined outside SQLAlchemy."""
+    type_ = public_type(type_)
     module = type(type_).__module__
     if module.startswith("sqlalchemy.dialects."):
         dialect = module.split(".")[2]
