@@ -13,7 +13,7 @@ Shows, against DATABASE_URL (default: embedded SQLite) inside a scratch namespac
    SQLite engine (PRAGMA foreign_keys=ON) is refused by env.py: batch mode would cascade-delete.
 
 Use when: adding Alembic to an async project, writing a data migration, or migrating at startup.
-Run: ``python examples/migration_examples.py`` (DATABASE_URL optional).
+Run: ``python examples/migrations.py`` (DATABASE_URL optional).
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ async def main() -> None:
                 await walkthrough(Project(Path(tmp) / "demo project", engine), url, connect_args)
         finally:
             await engine.dispose()
-    print("migration_examples: ok")
+    print("migrations: ok")
 
 
 async def walkthrough(project: Project, url: str, connect_args: dict[str, Any]) -> None:
