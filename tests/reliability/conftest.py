@@ -99,6 +99,28 @@ def replication() -> Iterator[tuple[PrivatePostgres, PrivateStandby]]:
     yield from replication_pair()
 
 
+@pytest.fixture
+def fresh_replication() -> Iterator[tuple[PrivatePostgres, PrivateStandby]]:
+    """A primary + streaming standby for one test, which may stop the primary or promote the standby."""
+    yield from replication_pair()
+
+
+@pytest.fixture(scope="module")
+def small_pg() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL with max_connections = 12 and a non-superuser login role ``app`` (for
+    which superuser_reserved_connections = 3 leaves 9), for one test module (test_sizing.py)."""
+    require_tools()
+    for server in running(PrivatePostgres(max_connections=12)):
+        server.psql("CREATE ROLE app LOGIN")
+        yield server
+
+
+@pytest.fixture
+def pgbouncer_installed() -> None:
+    """Skip (or fail under REQUIRE_ALL_BACKENDS=1) without pgbouncer."""
+    require_tools(need_pgbouncer=True)
+
+
 @pytest.fixture(scope="module")
 def own_mariadb() -> Iterator[PrivateMariaDB]:
     """A private MariaDB for one test module, which may stop and restart it."""

@@ -116,8 +116,8 @@ class PrivatePostgres:
         full = [*(["runuser", "-u", "postgres", "--"] if self.as_postgres else []), *argv]
         return subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=True)
 
-    def url(self, driver: str = "asyncpg", *, port: int | None = None, database: str = "app") -> str:
-        return f"postgresql+{driver}://postgres@127.0.0.1:{port or self.port}/{database}"
+    def url(self, driver: str = "asyncpg", *, port: int | None = None, database: str = "app", user: str = "postgres") -> str:
+        return f"postgresql+{driver}://{user}@127.0.0.1:{port or self.port}/{database}"
 
     def init(self) -> None:
         self.run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
@@ -266,7 +266,7 @@ class PgBouncer:
     """``pgbouncer`` on a free loopback port in front of ``server`` (trust auth, user postgres)."""
 
     def __init__(self, server: PrivatePostgres, *, pool_mode: str = "transaction", default_pool_size: int = 4,
-                 extra: dict[str, str] | None = None) -> None:
+                 extra: dict[str, str] | None = None, users: tuple[str, ...] = ("postgres",)) -> None:
         binary = pgbouncer_bin()
         if binary is None:
             raise RuntimeError(missing_tools_reason(need_pgbouncer=True))
@@ -288,7 +288,7 @@ class PgBouncer:
             "admin_users": "postgres",
             **(extra or {}),
         }
-        (self.dir / "userlist.txt").write_text('"postgres" ""\n')
+        (self.dir / "userlist.txt").write_text("".join(f'"{user}" ""\n' for user in users))  # trust: names only
         (self.dir / "pgbouncer.ini").write_text(
             "[databases]\n"
             f"* = host=127.0.0.1 port={server.port}\n"
@@ -300,8 +300,8 @@ class PgBouncer:
                 shutil.chown(f, "postgres", "postgres")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def url(self, driver: str = "asyncpg", database: str = "app") -> str:
-        return self.server.url(driver, port=self.port, database=database)
+    def url(self, driver: str = "asyncpg", database: str = "app", user: str = "postgres") -> str:
+        return self.server.url(driver, port=self.port, database=database, user=user)
 
     def start(self) -> None:
         user = ["-u", "postgres"] if os.geteuid() == 0 else []  # pgbouncer refuses to run as root
