@@ -14,13 +14,13 @@ Copy next to ``session_manager.py``. It gives you:
   the row yet. ``await mark_write(session)`` after a committed write returns a ``WriteMark`` the
   client carries (cookie, header, its session store; ``encode()`` / ``decode()``); before the
   client's next reads ``await prepare_reads(session, mark)`` either waits (bounded) until the
-  replica has replayed that write (PostgreSQL: ``pg_last_wal_replay_lsn()`` against the primary's
-  ``pg_current_wal_insert_lsn()``) or, on timeout and on backends without a WAL position, pins
-  the session to the primary for ``pin_window`` seconds after the write.
+  replica has replayed that write (PostgreSQL: ``pg_last_wal_replay_lsn()`` against the WAL
+  position the primary reported after the commit) or, on timeout and on backends without a WAL
+  position, pins the session to the primary (for ``pin_window`` seconds after the write).
 - Replica failure: ``ReplicaHealth`` (one per process) remembers a replica that could not be
   reached; for ``retry_after`` seconds reads go to the primary, then the replica is tried again.
   A read whose replica connection cannot be opened is re-run on the primary at once, so a stopped
-  replica costs no failed request.
+  replica costs no failed request (a read already running on it when it dies fails: 503).
 - ``make_read_only(engine)``: the replica engine refuses writes at the database, so a misrouted
   write fails loudly. ``require_standby(engine, health)`` (PostgreSQL): every checkout asks
   ``pg_is_in_recovery()``; a "replica" that was promoted (now a detached copy that no longer
@@ -52,6 +52,10 @@ PINNED = "read_replica.pinned_to_primary"  # session.info: this transaction uses
 ON_REPLICA = "read_replica.replica_in_use"  # session.info: this transaction holds a replica connection
 
 T = TypeVar("T")
+WAL_POSITION = (
+    "SELECT CASE WHEN current_setting('synchronous_commit') = 'off' "
+    "THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END::text"
+)
 LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")  # PostgreSQL pg_lsn text form
 
 
@@ -113,20 +117,27 @@ class RoutingSession(Session):
             self.info[PINNED] = True  # a write or lock: the rest of this transaction reads the primary
             return primary
         if not self.health.available() and not self.info.get(ON_REPLICA):
-            return primary  # replica marked down: read the primary (the transaction may return later)
+            self.info[PINNED] = True  # replica marked down: this transaction reads the primary
+            return primary
         self.routed_to_replica = True
         return self.replica
 
     def with_fallback(self, run: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a statement; if it was routed to a replica that cannot be reached, and this
-        transaction had no replica connection yet, mark the replica down and re-run it on the primary."""
-        had_replica_connection = bool(self.info.get(ON_REPLICA))
+        """Run a statement; if it was routed to a replica that could not be connected to (so this
+        transaction holds no replica connection), mark the replica down and re-run it on the primary.
+
+        A statement that fails on a replica connection it already had (the replica died while it
+        ran) is not re-run: that connection is broken inside the transaction, so the error goes up
+        (``install_error_handlers`` answers 503) and the next transaction uses the primary.
+        """
         try:
             result = run(*args, **kwargs)
         except Exception as exc:
-            if not (self.routed_to_replica and not had_replica_connection and replica_unreachable(exc)):
+            if not self.routed_to_replica or not replica_unreachable(exc):
                 raise
             self.health.mark_down(exc)
+            if self.info.get(ON_REPLICA):
+                raise
             self.info[PINNED] = True
             return run(*args, **kwargs)
         if self.routed_to_replica:
@@ -184,7 +195,7 @@ class WriteMark:
     only moves that client's reads to the primary or makes them wait ``replay_timeout``)."""
 
     at: float  # time.time() after the commit
-    lsn: str | None = None  # PostgreSQL: the primary's WAL insert position after the commit
+    lsn: str | None = None  # PostgreSQL: a WAL position at or past the commit (mark_write)
 
     def encode(self) -> str:
         return f"{self.at:.3f}~{self.lsn or ''}"  # cookie-safe (an LSN looks like 0/3000148)
@@ -203,14 +214,18 @@ class WriteMark:
 
 
 async def mark_write(session: AsyncSession) -> WriteMark:
-    """Call after committing a write. On PostgreSQL one extra round trip to the primary reads
-    ``pg_current_wal_insert_lsn()``: at or past the end of the commit record, also with
-    ``synchronous_commit = off`` (where ``pg_current_wal_lsn()`` may still be behind it)."""
+    """Call after committing a write. On PostgreSQL one extra round trip to the primary reads the
+    WAL position the commit is certainly at or behind: ``pg_current_wal_flush_lsn()`` (a commit
+    returns after its WAL is flushed), or with ``synchronous_commit = off`` (commits return before
+    that) ``pg_current_wal_insert_lsn()``, which the standby reaches once the WAL writer flushed it.
+    The setting is read on a new connection: a per-transaction ``SET LOCAL synchronous_commit = off``
+    is not seen, and its commit may be marked too early.
+    """
     primary = session.bind
     if not isinstance(primary, AsyncEngine) or primary.dialect.name != "postgresql":
         return WriteMark(at=time.time())
     async with primary.connect() as conn:
-        lsn = await conn.scalar(text("SELECT pg_current_wal_insert_lsn()::text"))
+        lsn = await conn.scalar(text(WAL_POSITION))
     return WriteMark(at=time.time(), lsn=str(lsn))
 
 
