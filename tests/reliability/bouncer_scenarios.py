@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,25 +36,42 @@ def naive_settings(url: str) -> DatabaseSettings:
     return DatabaseSettings(url=url)
 
 
-def asyncpg_pgbouncer_settings(url: str) -> DatabaseSettings:
-    """asyncpg behind PgBouncer in transaction or statement mode (SQLAlchemy's documented recipe)."""
+def asyncpg_pgbouncer_settings(url: str, **pool: Any) -> DatabaseSettings:
+    """asyncpg behind PgBouncer in transaction mode: unnamed statements only, app-side pool kept."""
     return DatabaseSettings(
         url=url,  # postgresql+asyncpg://user:pass@pgbouncer-host:6432/db
-        null_pool=True,  # PgBouncer is the pool; the app opens a client connection per checkout
+        **pool,  # pool_size / max_overflow: workers x (pool_size + max_overflow) <= max_client_conn
         connect_args={
-            "statement_cache_size": 0,  # asyncpg's own statement cache off
-            "prepared_statement_cache_size": 0,  # SQLAlchemy's asyncpg statement cache off
-            # unique names: a name left on a server connection by another process can't collide
+            "statement_cache_size": 0,  # asyncpg: no statement cache; re-Parse unnamed statements
+            "prepared_statement_cache_size": 0,  # SQLAlchemy's asyncpg adapter: no statement cache
+            # "" = PostgreSQL's unnamed statement, sent with Bind/Execute in one round trip; it
+            # lives until the next Parse on that server connection, so nothing is left behind
+            "prepared_statement_name_func": lambda: "",
+        },
+    )
+
+
+def asyncpg_unique_names_nullpool(url: str) -> DatabaseSettings:
+    """The recipe this skill used to give (SQLAlchemy's docs): unique names, both caches off,
+    NullPool. Works, but every statement leaves a named prepared statement behind on whichever
+    server connection its Close message misses, and NullPool opens a PgBouncer client connection
+    per checkout."""
+    return DatabaseSettings(
+        url=url,
+        null_pool=True,
+        connect_args={
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
             "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__",
         },
     )
 
 
-def psycopg_pgbouncer_settings(url: str) -> DatabaseSettings:
+def psycopg_pgbouncer_settings(url: str, **pool: Any) -> DatabaseSettings:
     """The psycopg 3 async driver behind PgBouncer: never prepare server-side."""
     return DatabaseSettings(
         url=url,  # postgresql+psycopg://user:pass@pgbouncer-host:6432/db
-        null_pool=True,
+        **pool,
         connect_args={"prepare_threshold": None},  # default 5: prepares from the 5th execution on
     )
 
@@ -65,17 +86,24 @@ def asyncpg_unique_names_only(url: str) -> DatabaseSettings:
     return DatabaseSettings(url=url, connect_args={"prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__"})
 
 
-def asyncpg_recipe_with_app_pool(url: str) -> DatabaseSettings:
-    """The asyncpg recipe with the template's QueuePool instead of NullPool."""
-    recipe = asyncpg_pgbouncer_settings(url)
-    return DatabaseSettings(url=url, connect_args=recipe.connect_args)
+def asyncpg_recipe_with_null_pool(url: str) -> DatabaseSettings:
+    """The asyncpg recipe with NullPool: a PgBouncer client connection per checkout."""
+    return replace(asyncpg_pgbouncer_settings(url), null_pool=True)
+
+
+def asyncpg_unnamed_with_sqlalchemy_cache(url: str) -> DatabaseSettings:
+    """Unnamed statements, but SQLAlchemy's statement cache on: a cached statement is re-bound
+    in a later transaction, possibly on a server connection whose unnamed statement is another."""
+    return DatabaseSettings(url=url, connect_args={"statement_cache_size": 0, "prepared_statement_name_func": lambda: ""})
 
 
 VARIANTS: dict[str, tuple[str, Callable[[str], DatabaseSettings]]] = {
     # name: (driver, settings factory)
     "asyncpg-naive": ("asyncpg", naive_settings),
     "asyncpg-recipe": ("asyncpg", asyncpg_pgbouncer_settings),
-    "asyncpg-recipe-queuepool": ("asyncpg", asyncpg_recipe_with_app_pool),
+    "asyncpg-recipe-nullpool": ("asyncpg", asyncpg_recipe_with_null_pool),
+    "asyncpg-unique-names-nullpool": ("asyncpg", asyncpg_unique_names_nullpool),
+    "asyncpg-unnamed-sqlalchemy-cache": ("asyncpg", asyncpg_unnamed_with_sqlalchemy_cache),
     "asyncpg-cache-off-only": ("asyncpg", asyncpg_cache_off_only),
     "asyncpg-unique-names-only": ("asyncpg", asyncpg_unique_names_only),
     "psycopg-naive": ("psycopg", naive_settings),
@@ -176,6 +204,151 @@ async def run_simple(url_template: str, variant: str) -> dict[str, object]:
         await engine.dispose()
 
 
+load_items = Table(
+    "rel_bouncer_load",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("worker", String(40), nullable=False),
+    Column("n", Integer, nullable=False),
+)
+
+
+REQUEST_TIMEOUT = 20.0  # a request stuck this long counts as an error (PgBouncer can wedge)
+
+
+async def mixed_load(engine: AsyncEngine, requests: int, concurrency: int = 8) -> dict[str, Any]:
+    """What a web worker does, ``requests`` times with ``concurrency`` in flight: each request is one
+    transaction picked in turn from an INSERT ... RETURNING, a SELECT by id, an UPDATE + re-read,
+    an executemany INSERT of 3 rows, a COUNT, and an autocommit read (outside a transaction).
+    Every result is checked. Returns counts: ok, wrong, errors by message, client connections."""
+    worker = f"{uuid.uuid4().hex[:8]}"
+    connects = 0
+
+    def count_connect(*args: Any) -> None:
+        nonlocal connects
+        connects += 1
+
+    event.listen(engine.sync_engine, "connect", count_connect)
+    sessions = create_sessionmaker(engine)
+    ids: list[int] = []
+    stats: dict[str, Any] = {"ok": 0, "wrong": 0, "errors": {}}
+
+    async def one(i: int) -> None:
+        kind = i % 6
+        try:
+            if kind == 5:
+                async with engine.connect() as conn:
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    got = await conn.scalar(text("SELECT CAST(:x AS INTEGER) * 2"), {"x": i})
+                    right = got == 2 * i
+            else:
+                async with sessions() as session, session.begin():
+                    if kind == 0 or not ids:
+                        new_id = await session.scalar(insert(load_items).values(worker=worker, n=i).returning(load_items.c.id))
+                        ids.append(int(new_id))
+                        right = new_id is not None
+                    elif kind == 1:
+                        row_id = ids[i % len(ids)]
+                        right = await session.scalar(select(load_items.c.id).where(load_items.c.id == row_id)) == row_id
+                    elif kind == 2:
+                        row_id = ids[i % len(ids)]
+                        await session.execute(update(load_items).where(load_items.c.id == row_id).values(n=i))
+                        right = await session.scalar(select(load_items.c.n).where(load_items.c.id == row_id)) == i
+                    elif kind == 3:
+                        await session.execute(insert(load_items), [{"worker": worker, "n": -k} for k in range(3)])
+                        right = True
+                    else:
+                        got = await session.scalar(select(func.count()).where(load_items.c.worker == worker))
+                        right = got is not None and got >= len(ids)
+            stats["ok" if right else "wrong"] += 1
+        except Exception as exc:  # noqa: BLE001 - counted and reported
+            key = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            key = re.sub(r"__asyncpg_[0-9a-f_x-]+__", "__asyncpg_<name>__", key)
+            stats["errors"][key] = stats["errors"].get(key, 0) + 1
+
+    started = time.perf_counter()
+    queue = iter(range(requests))
+
+    async def runner() -> None:
+        for i in queue:
+            try:
+                await asyncio.wait_for(one(i), REQUEST_TIMEOUT)
+            except asyncio.TimeoutError:
+                key = f"no answer within {REQUEST_TIMEOUT:.0f} s"
+                stats["errors"][key] = stats["errors"].get(key, 0) + 1
+
+    await asyncio.wait_for(asyncio.gather(*(runner() for _ in range(concurrency))), 600)
+    stats["seconds"] = round(time.perf_counter() - started, 3)
+    stats["connects"] = connects
+    return stats
+
+
+async def run_load(url_template: str, variant: str, requests: int) -> dict[str, Any]:
+    """A worker process: start-up (first query), then ``mixed_load``; one JSON line."""
+    started = time.perf_counter()
+    engine = engine_for(variant, lambda driver: url_template.replace("DRIVER", driver))
+    result: dict[str, Any] = {"variant": variant, "asyncpg": asyncpg_version()}
+    try:
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            result["startup"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported
+            result["startup"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            return result
+        result["startup_seconds"] = round(time.perf_counter() - started, 3)
+        result.update(await mixed_load(engine, requests))
+        return result
+    finally:
+        await engine.dispose()
+
+
+def asyncpg_version() -> str:
+    from importlib.metadata import version
+
+    return version("asyncpg")
+
+
+async def create_load_table(url: str) -> None:
+    engine = create_db_engine(DatabaseSettings(url=url, null_pool=True))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(load_items.metadata.create_all)
+    finally:
+        await engine.dispose()
+
+
+async def leftover_statements(url: str, server_connections: int) -> dict[int, int]:
+    """Named prepared statements on each PgBouncer server connection, seen through PgBouncer:
+    ``server_connections`` client transactions held open at once each get a server connection
+    of their own. Returns {server backend pid: statements in pg_prepared_statements}."""
+    engine = create_db_engine(asyncpg_pgbouncer_settings(url, pool_size=server_connections, max_overflow=0))
+    all_in = asyncio.Event()
+    seen: dict[int, int] = {}
+    looked = 0
+
+    async def look() -> None:
+        async with engine.connect() as conn:
+            pid, count = (await conn.execute(text(
+                "SELECT pg_backend_pid(), (SELECT count(*) FROM pg_prepared_statements)"))).one()
+            seen[int(pid)] = int(count)
+            nonlocal looked
+            looked += 1
+            if looked == server_connections:
+                all_in.set()
+            await asyncio.wait_for(all_in.wait(), 30)  # hold the server connection until all looked
+            await conn.rollback()
+
+    try:
+        await asyncio.gather(*(look() for _ in range(server_connections)))
+    finally:
+        await engine.dispose()
+    return seen
+
+
 if __name__ == "__main__":
     # URL with the literal DRIVER in place of the driver name: postgresql+DRIVER://...
-    print(json.dumps(asyncio.run(run_simple(sys.argv[1], sys.argv[2]))))
+    if len(sys.argv) > 3 and sys.argv[3] == "load":
+        print(json.dumps(asyncio.run(run_load(sys.argv[1], sys.argv[2], int(sys.argv[4])))))
+    else:
+        print(json.dumps(asyncio.run(run_simple(sys.argv[1], sys.argv[2]))))

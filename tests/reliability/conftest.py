@@ -1,7 +1,8 @@
 """Fixtures for tests/reliability: private PostgreSQL servers and PgBouncer.
 
 Tests that need their own server (stop/restart it, put PgBouncer in front of it) use
-``private_pg`` / ``own_pg`` (initdb + pg_ctl) or ``own_mariadb`` (mariadb-install-db + mariadbd):
+``private_pg`` / ``own_pg`` (initdb + pg_ctl), ``replication`` (a primary and a streaming hot
+standby made with pg_basebackup -R) or ``own_mariadb`` (mariadb-install-db + mariadbd):
 a temporary directory and a free loopback port, never the shared servers. Like the rest of the
 suite they run when ``TEST_POSTGRES_URL`` / ``TEST_MYSQL_URL`` is set; without it, or without the
 server binaries (or pgbouncer), they are skipped with the reason; with ``REQUIRE_ALL_BACKENDS=1``
@@ -23,7 +24,14 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from pgserver import PgBouncer, PrivateMariaDB, PrivatePostgres, missing_mariadb_reason, missing_tools_reason  # noqa: E402
+from pgserver import (  # noqa: E402
+    PgBouncer,
+    PrivateMariaDB,
+    PrivatePostgres,
+    PrivateStandby,
+    missing_mariadb_reason,
+    missing_tools_reason,
+)
 
 # Same switch as tests/conftest.py (not imported: both files are modules named "conftest").
 REQUIRE_ALL = os.environ.get("REQUIRE_ALL_BACKENDS", "").strip() not in ("", "0", "false", "no")
@@ -66,6 +74,51 @@ def own_pg() -> Iterator[PrivatePostgres]:
     """A private PostgreSQL for one test module, which may stop and restart it."""
     require_tools()
     yield from running(PrivatePostgres())
+
+
+def replication_pair() -> Iterator[tuple[PrivatePostgres, PrivateStandby]]:
+    """A private primary (``synchronous_commit = on``, the production default) and its streaming
+    hot standby; both removed afterwards."""
+    require_tools()
+    primary = PrivatePostgres(settings={"synchronous_commit": "on"})
+    standby = PrivateStandby(primary)
+    try:
+        primary.init()
+        standby.init()
+        yield primary, standby
+    finally:
+        try:
+            standby.destroy()
+        finally:
+            primary.destroy()
+
+
+@pytest.fixture(scope="module")
+def replication() -> Iterator[tuple[PrivatePostgres, PrivateStandby]]:
+    """A primary + streaming standby for one test module, which may pause replay or stop the standby."""
+    yield from replication_pair()
+
+
+@pytest.fixture
+def fresh_replication() -> Iterator[tuple[PrivatePostgres, PrivateStandby]]:
+    """A primary + streaming standby for one test, which may stop the primary or promote the standby."""
+    yield from replication_pair()
+
+
+@pytest.fixture(scope="module")
+def small_pg() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL with max_connections = 12 and a non-superuser login role ``app`` (for
+    which superuser_reserved_connections = 3 leaves 9), for one test module (test_sizing.py)."""
+    require_tools()
+    for server in running(PrivatePostgres(max_connections=12)):
+        server.psql("CREATE ROLE app LOGIN")
+        yield server
+
+
+@pytest.fixture
+def pgbouncer_installed() -> None:
+    """Skip (or fail under REQUIRE_ALL_BACKENDS=1) without pgbouncer."""
+    require_tools(need_pgbouncer=True)
 
 
 @pytest.fixture(scope="module")

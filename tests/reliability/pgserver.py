@@ -3,8 +3,10 @@
 ``PrivatePostgres`` runs ``initdb`` + ``pg_ctl`` in a temporary directory on a free loopback port
 (as the ``postgres`` OS user when the tests run as root: initdb refuses root), so a test may stop
 and restart it without touching the shared server. ``PrivateMariaDB`` does the same with
-``mariadb-install-db`` + ``mariadbd``. ``PgBouncer`` runs ``pgbouncer`` in front of a private
-PostgreSQL from its own config file. All remove their directory when destroyed; every wait is bounded.
+``mariadb-install-db`` + ``mariadbd``. ``PrivateStandby`` is a streaming-replication hot standby
+of a ``PrivatePostgres`` (``pg_basebackup -R``), which a test may stop, restart or promote.
+``PgBouncer`` runs ``pgbouncer`` in front of a private PostgreSQL from its own config file. All
+remove their directory when destroyed; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -114,8 +116,8 @@ class PrivatePostgres:
         full = [*(["runuser", "-u", "postgres", "--"] if self.as_postgres else []), *argv]
         return subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=True)
 
-    def url(self, driver: str = "asyncpg", *, port: int | None = None, database: str = "app") -> str:
-        return f"postgresql+{driver}://postgres@127.0.0.1:{port or self.port}/{database}"
+    def url(self, driver: str = "asyncpg", *, port: int | None = None, database: str = "app", user: str = "postgres") -> str:
+        return f"postgresql+{driver}://{user}@127.0.0.1:{port or self.port}/{database}"
 
     def init(self) -> None:
         self.run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
@@ -146,6 +148,47 @@ class PrivatePostgres:
                 self.stop("immediate")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def wait_for(self, sql: str, expected: str, timeout: float = 60.0, database: str = "postgres") -> None:
+        """Poll ``sql`` until it prints ``expected`` (bounded)."""
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while time.monotonic() < deadline:
+            try:
+                seen = self.psql(sql, database)
+            except subprocess.CalledProcessError as exc:
+                seen = exc.stderr.strip()
+            if seen == expected:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{sql!r} printed {seen!r}, not {expected!r}, for {timeout}s")
+
+
+class PrivateStandby(PrivatePostgres):
+    """A hot standby of ``primary`` made with ``pg_basebackup -R`` (streaming replication, its own
+    directory and port). ``promote()`` turns it into a primary of its own (a detached copy)."""
+
+    def __init__(self, primary: PrivatePostgres) -> None:
+        super().__init__(max_connections=int(primary.conf["max_connections"]),
+                         settings={k: v for k, v in primary.conf.items() if k not in ("port", "unix_socket_directories")})
+        self.primary = primary
+
+    def init(self) -> None:
+        # Copies the primary's data directory (its database "app" included) and writes
+        # primary_conninfo + standby.signal; initdb's pg_hba.conf trusts replication on 127.0.0.1.
+        self.run(str(self.bin / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres",
+                 "-D", str(self.data), "-R", "-X", "stream", "-c", "fast", "--no-sync", timeout=120)
+        with open(self.data / "postgresql.conf", "a") as fh:  # later lines win: own port and socket
+            fh.write("".join(f"{k} = {v}\n" for k, v in self.conf.items()))
+        self.start()
+        self.wait_streaming()
+
+    def wait_streaming(self, timeout: float = 60.0) -> None:
+        """Until the primary reports this standby as streaming."""
+        self.primary.wait_for("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'", "1", timeout)
+
+    def promote(self) -> None:
+        self.run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60", "promote")
 
 
 class PrivateMariaDB:
@@ -223,7 +266,7 @@ class PgBouncer:
     """``pgbouncer`` on a free loopback port in front of ``server`` (trust auth, user postgres)."""
 
     def __init__(self, server: PrivatePostgres, *, pool_mode: str = "transaction", default_pool_size: int = 4,
-                 extra: dict[str, str] | None = None) -> None:
+                 extra: dict[str, str] | None = None, users: tuple[str, ...] = ("postgres",)) -> None:
         binary = pgbouncer_bin()
         if binary is None:
             raise RuntimeError(missing_tools_reason(need_pgbouncer=True))
@@ -245,7 +288,7 @@ class PgBouncer:
             "admin_users": "postgres",
             **(extra or {}),
         }
-        (self.dir / "userlist.txt").write_text('"postgres" ""\n')
+        (self.dir / "userlist.txt").write_text("".join(f'"{user}" ""\n' for user in users))  # trust: names only
         (self.dir / "pgbouncer.ini").write_text(
             "[databases]\n"
             f"* = host=127.0.0.1 port={server.port}\n"
@@ -257,8 +300,8 @@ class PgBouncer:
                 shutil.chown(f, "postgres", "postgres")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def url(self, driver: str = "asyncpg", database: str = "app") -> str:
-        return self.server.url(driver, port=self.port, database=database)
+    def url(self, driver: str = "asyncpg", database: str = "app", user: str = "postgres") -> str:
+        return self.server.url(driver, port=self.port, database=database, user=user)
 
     def start(self) -> None:
         user = ["-u", "postgres"] if os.geteuid() == 0 else []  # pgbouncer refuses to run as root

@@ -1,6 +1,8 @@
-"""Read-replica routing (examples/read_replica.py) with two real databases per backend: which
-engine each kind of statement reaches (counted with engine events), that the replica refuses
-writes, and the read-your-writes caveat.
+"""Read-replica routing (templates/read_replica.py) on a real pair: a private PostgreSQL primary and
+its streaming hot standby (pg_basebackup -R). Which engine each kind of statement reaches (counted
+with engine events), that the standby refuses writes, and the read-your-writes caveat (made
+deterministic by pausing WAL replay on the standby). ``make_read_only`` is also checked on
+MariaDB and SQLite, where the "replica" is a second namespace.
 """
 
 from __future__ import annotations
@@ -8,77 +10,26 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import event, select, text, union_all, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from examples.read_replica import create_routing_sessionmaker, make_read_only, replicate, use_primary
-from templates.base_model import Base
-from templates.database import DatabaseSettings, create_db_engine
-from templates.models import Post, User
-from templates.query_counter import count_queries
 from templates.retry import run_in_transaction
+from templates.models import User
+from pgserver import PrivatePostgres, PrivateStandby
+from replica_support import Pair, Routes, caught_up, replay_paused, routed_pair
+from templates.read_replica import create_routing_sessionmaker, make_read_only, use_primary
 from templates.scratch import scratch_url
-
-TABLES = [User.__table__, Post.__table__]
-
-
-@dataclass
-class Pair:
-    primary: AsyncEngine
-    replica: AsyncEngine
-    replica_writer: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+from templates.database import DatabaseSettings, create_db_engine
 
 
 @pytest.fixture(scope="module")
-async def pair(server_url: str) -> AsyncIterator[Pair]:
-    async with scratch_url(server_url) as (p_url, p_args), scratch_url(server_url) as (r_url, r_args):
-        primary = create_db_engine(DatabaseSettings(url=p_url.render_as_string(hide_password=False), connect_args=p_args))
-        replica = create_db_engine(DatabaseSettings(url=r_url.render_as_string(hide_password=False), connect_args=r_args))
-        make_read_only(replica)
-        writer = create_db_engine(DatabaseSettings(url=r_url.render_as_string(hide_password=False), connect_args=r_args))
-        try:
-            for engine in (primary, writer):
-                async with engine.begin() as conn:
-                    await conn.run_sync(Base.metadata.create_all, tables=TABLES)
-            yield Pair(primary, replica, writer, create_routing_sessionmaker(primary, replica))
-        finally:
-            for engine in (primary, replica, writer):
-                await engine.dispose()
-
-
-class Routes:
-    """Statements each engine received while the block ran (the BEGIN that the template's SQLite
-    hook sends is left out, so the counts are the same on every backend)."""
-
-    def __init__(self, pair: Pair) -> None:
-        self.pair = pair
-
-    def __enter__(self) -> Routes:
-        self.p = count_queries(self.pair.primary)
-        self.r = count_queries(self.pair.replica)
-        self.p_log, self.r_log = self.p.__enter__(), self.r.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.r.__exit__(*exc)
-        self.p.__exit__(*exc)
-
-    @property
-    def primary(self) -> list[str]:
-        return [s for s in self.p_log.statements if not s.upper().startswith("BEGIN")]
-
-    @property
-    def replica(self) -> list[str]:
-        return [s for s in self.r_log.statements if not s.upper().startswith("BEGIN")]
-
-    def counts(self) -> tuple[int, int]:
-        return len(self.primary), len(self.replica)
+async def pair(replication: tuple[PrivatePostgres, PrivateStandby]) -> AsyncIterator[Pair]:
+    async with routed_pair(*replication) as routed:
+        yield routed
 
 
 def email() -> str:
@@ -90,7 +41,7 @@ async def add_user(pair: Pair, *, replicated: bool) -> User:
         user = User(email=email(), name="R")
         session.add(user)
     if replicated:
-        await replicate(pair.primary, pair.replica_writer)
+        await caught_up(pair)
     return user
 
 
@@ -104,7 +55,7 @@ async def test_plain_reads_go_to_the_replica(pair: Pair) -> None:
 
 
 async def test_unions_reach_get_bind_without_their_statement_and_use_the_primary(pair: Pair) -> None:
-    user = await add_user(pair, replicated=False)  # only the primary has it
+    user = await add_user(pair, replicated=False)
     with Routes(pair) as routes:
         async with pair.sessions() as session:
             both = union_all(select(User.id).where(User.id == user.id), select(User.id).where(User.id == user.id))
@@ -114,17 +65,18 @@ async def test_unions_reach_get_bind_without_their_statement_and_use_the_primary
 
 async def test_writes_and_every_read_after_them_go_to_the_primary(pair: Pair) -> None:
     user = await add_user(pair, replicated=True)
-    with Routes(pair) as routes:
-        async with pair.sessions() as session, session.begin():
-            before = await session.scalar(select(User.name).where(User.id == user.id))  # replica
-            await session.execute(update(User).where(User.id == user.id).values(name="changed"))
-            after = await session.scalar(select(User.name).where(User.id == user.id))  # primary: sees it
-    assert (before, after) == ("R", "changed")
-    assert len(routes.replica) == 1 and len(routes.primary) == 2, (routes.primary, routes.replica)
-    with Routes(pair) as routes:  # the next transaction reads the replica again (not yet replicated)
-        async with pair.sessions() as session:
-            assert await session.scalar(select(User.name).where(User.id == user.id)) == "R"
-    assert routes.counts() == (0, 1)
+    async with replay_paused(pair.standby_server):  # the standby keeps the old name until resumed
+        with Routes(pair) as routes:
+            async with pair.sessions() as session, session.begin():
+                before = await session.scalar(select(User.name).where(User.id == user.id))  # replica
+                await session.execute(update(User).where(User.id == user.id).values(name="changed"))
+                after = await session.scalar(select(User.name).where(User.id == user.id))  # primary: sees it
+        assert (before, after) == ("R", "changed")
+        assert len(routes.replica) == 1 and len(routes.primary) == 2, (routes.primary, routes.replica)
+        with Routes(pair) as routes:  # the next transaction reads the replica again (not yet replayed)
+            async with pair.sessions() as session:
+                assert await session.scalar(select(User.name).where(User.id == user.id)) == "R"
+        assert routes.counts() == (0, 1)
 
 
 async def test_flush_pins_the_transaction_and_rollback_unpins(pair: Pair) -> None:
@@ -190,27 +142,29 @@ async def test_concurrent_sessions_route_independently(pair: Pair) -> None:
     assert seen == "R" and len(routes.replica) == 1  # the reader was not pinned by the writer
 
 
-async def test_read_your_writes_needs_the_primary_until_replication(pair: Pair) -> None:
-    user = await add_user(pair, replicated=False)
-    async with pair.sessions() as session:
-        assert await session.get(User, user.id) is None  # the replica has not caught up
-    async with pair.sessions() as session:
-        use_primary(session)
-        assert await session.get(User, user.id) is not None
-    await replicate(pair.primary, pair.replica_writer)
+async def test_read_your_writes_needs_the_primary_until_the_standby_replays(pair: Pair) -> None:
+    async with replay_paused(pair.standby_server):
+        user = await add_user(pair, replicated=False)
+        async with pair.sessions() as session:
+            assert await session.get(User, user.id) is None  # the standby has not replayed the INSERT
+        async with pair.sessions() as session:
+            use_primary(session)
+            assert await session.get(User, user.id) is not None
+    await caught_up(pair)
     async with pair.sessions() as session:
         assert await session.get(User, user.id) is not None
 
 
 async def test_refresh_after_commit_reads_the_lagging_replica(pair: Pair) -> None:
-    async with pair.sessions() as session:
-        user = User(email=email(), name="N")
-        session.add(user)
-        await session.commit()  # the next statement starts a new transaction: unpinned
-        with pytest.raises(InvalidRequestError, match="Could not refresh instance"):
-            await session.refresh(user)  # a SELECT: sent to the replica, which lacks the row
-        use_primary(session)
-        await session.refresh(user)
+    async with replay_paused(pair.standby_server):
+        async with pair.sessions() as session:
+            user = User(email=email(), name="N")
+            session.add(user)
+            await session.commit()  # the next statement starts a new transaction: unpinned
+            with pytest.raises(InvalidRequestError, match="Could not refresh instance"):
+                await session.refresh(user)  # a SELECT: sent to the standby, which lacks the row
+            use_primary(session)
+            await session.refresh(user)
     assert user.name == "N"
 
 
@@ -228,16 +182,38 @@ async def test_retried_transactions_run_on_the_primary(pair: Pair) -> None:
     assert len(routes.replica) == 0  # session.connection(...) at the start pinned it: no stale read
 
 
-async def test_the_replica_refuses_writes(pair: Pair, backend: str) -> None:
+async def test_the_standby_refuses_writes_by_itself(replication: tuple[PrivatePostgres, PrivateStandby]) -> None:
+    """Without make_read_only: a hot standby is read-only; make_read_only only matters for
+    replicas that are not (and for a standby after promotion)."""
+    engine = create_db_engine(DatabaseSettings(url=replication[1].url()))
+    try:
+        with pytest.raises(DBAPIError, match="cannot execute CREATE TABLE in a read-only transaction"):
+            async with engine.begin() as conn:
+                await conn.execute(text("CREATE TABLE nope (id int)"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.only_backends("sqlite", "mysql")
+async def test_make_read_only_refuses_writes(server_url: str, backend: str) -> None:
     expected = {
-        "postgresql": "cannot execute INSERT in a read-only transaction",
         "mysql": "Cannot execute statement in a READ ONLY transaction",
         "sqlite": "attempt to write a readonly database",
     }[backend]
-    with pytest.raises(DBAPIError) as caught:
-        async with pair.replica.begin() as conn:
-            await conn.execute(User.__table__.insert().values(id=uuid.uuid4(), email=email(), name="x"))
-    assert expected in str(caught.value)
+    async with scratch_url(server_url) as (url, connect_args):
+        settings = DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args)
+        writer, replica = create_db_engine(settings), create_db_engine(settings)
+        make_read_only(replica)
+        try:
+            async with writer.begin() as conn:
+                await conn.run_sync(User.metadata.create_all, tables=[User.__table__])
+            with pytest.raises(DBAPIError) as caught:
+                async with replica.begin() as conn:
+                    await conn.execute(User.__table__.insert().values(id=uuid.uuid4(), email=email(), name="x"))
+            assert expected in str(caught.value)
+        finally:
+            await writer.dispose()
+            await replica.dispose()
 
 
 @pytest.mark.only_backends("postgresql")
@@ -262,7 +238,7 @@ async def test_set_in_a_connect_event_is_rolled_back_on_asyncpg_without_commit(s
 
 async def test_fastapi_app_with_a_routing_sessionmaker(pair: Pair) -> None:
     """examples/fastapi_app.py unchanged: only ``app.state.sessionmaker`` is the routing one (set it
-    in your lifespan). POST goes to the primary, GET to the replica, which lags."""
+    in your lifespan). POST goes to the primary, GET to the standby, which lags while paused."""
     import httpx
 
     from examples.fastapi_app import create_app
@@ -270,15 +246,16 @@ async def test_fastapi_app_with_a_routing_sessionmaker(pair: Pair) -> None:
     app = create_app(DatabaseSettings(url="sqlite+aiosqlite://"), with_tables=False)  # lifespan not run
     app.state.sessionmaker = pair.sessions
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
-        with Routes(pair) as routes:
-            created = await client.post("/users", json={"email": email(), "name": "Api"})
-        assert created.status_code == 201, created.text
-        assert len(routes.replica) == 0 and any(s.startswith("INSERT") for s in routes.primary), routes.primary
-        user_id = created.json()["id"]
-        with Routes(pair) as routes:
-            lagging = await client.get(f"/users/{user_id}")
-        assert lagging.status_code == 404 and len(routes.primary) == 0  # read-your-writes caveat, via HTTP
-        await replicate(pair.primary, pair.replica_writer)
+        async with replay_paused(pair.standby_server):
+            with Routes(pair) as routes:
+                created = await client.post("/users", json={"email": email(), "name": "Api"})
+            assert created.status_code == 201, created.text
+            assert len(routes.replica) == 0 and any(s.startswith("INSERT") for s in routes.primary), routes.primary
+            user_id = created.json()["id"]
+            with Routes(pair) as routes:
+                lagging = await client.get(f"/users/{user_id}")
+            assert lagging.status_code == 404 and len(routes.primary) == 0  # read-your-writes caveat, via HTTP
+        await caught_up(pair)
         with Routes(pair) as routes:
             found = await client.get(f"/users/{user_id}")
         assert found.status_code == 200 and found.json()["name"] == "Api"

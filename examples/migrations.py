@@ -2,15 +2,22 @@
 
 Shows, against DATABASE_URL (default: embedded SQLite) inside a scratch namespace:
 
-1. setup (scripts/setup-alembic.py writes alembic.ini + the async env.py), autogenerate a first
-   revision, review it (scripts/migration_tools.review_revision), upgrade;
+1. setup (``scripts/setup-alembic.sh`` writes alembic.ini + the async env.py), see what
+   autogenerate will find (Alembic's ``compare_metadata``), generate the first revision, upgrade;
 2. change a model -> autogenerate exactly one ``add_column`` -> upgrade;
 3. a data migration that backfills the new column in batches through ``op.get_bind()``;
 4. a column type change: on SQLite it is rendered in batch mode (copy the table); downgrade
    and upgrade again, rows intact;
-5. an async app (FastAPI lifespan) running ``upgrade head`` at startup from inside its event
-   loop, by handing Alembic a connection (``config.attributes["connection"]``). The app's own
-   SQLite engine (PRAGMA foreign_keys=ON) is refused by env.py: batch mode would cascade-delete.
+5. migrating at start-up (``templates/migrate_at_startup.py``): a FastAPI lifespan runs
+   ``upgrade head`` from inside its event loop by handing Alembic a connection, under a database
+   lock (PostgreSQL advisory lock, MariaDB ``GET_LOCK``), so with several workers exactly one
+   migrates and the others wait and find the schema at head - shown here with three workers
+   starting at once on the server backends. The app's own SQLite engine (PRAGMA foreign_keys=ON)
+   is refused by env.py: batch mode would cascade-delete.
+
+Several real processes: ``create_app`` is the factory for ``uvicorn --workers 4 --factory
+examples.migrations:create_app`` with ``DATABASE_URL`` and ``ALEMBIC_CONFIG`` (the path of an
+alembic.ini) set; each worker prints one line saying whether it migrated.
 
 Use when: adding Alembic to an async project, writing a data migration, or migrating at startup.
 Run: ``python examples/migrations.py`` (DATABASE_URL optional).
@@ -19,8 +26,11 @@ Run: ``python examples/migrations.py`` (DATABASE_URL optional).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,19 +43,20 @@ from typing import Any
 SKILL = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SKILL))
 
-from alembic import command  # noqa: E402
-from alembic.config import Config  # noqa: E402
-from alembic.runtime.migration import MigrationContext  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
-from sqlalchemy import inspect, text  # noqa: E402
-from sqlalchemy.engine import Connection  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
-from sqlalchemy.pool import NullPool  # noqa: E402
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from fastapi import FastAPI
+from sqlalchemy import MetaData, inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
-from scripts.migration_tools import review_revision  # noqa: E402
-from templates.database import DatabaseSettings, create_db_engine  # noqa: E402
-from templates.query_counter import count_queries  # noqa: E402
-from templates.scratch import scratch_url  # noqa: E402
+from templates.migrate_at_startup import MigrationRun, migrate_at_startup, upgrade
+from templates.query_counter import count_queries
+from templates.scratch import scratch_url
+from templates.database import DatabaseSettings, create_db_engine
 
 MODELS = '''\
 from __future__ import annotations
@@ -103,26 +114,20 @@ def downgrade() -> None:
 '''
 
 
-def upgrade_to_head(connection: Connection, config: Config) -> None:
-    """Runs inside ``AsyncConnection.run_sync``: env.py uses this connection, starts no event loop."""
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+def make_app(url: str, connect_args: dict[str, Any], config: Config, runs: list[MigrationRun] | None = None) -> FastAPI:
+    """An app whose lifespan migrates before the first request (under the migration lock)."""
 
-
-async def migrate_at_startup(url: str, connect_args: dict[str, Any], config: Config) -> None:
-    """``alembic upgrade head`` from async code, on a plain NullPool engine of its own."""
-    engine = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(upgrade_to_head, config)
-    finally:
-        await engine.dispose()
-
-
-def make_app(url: str, connect_args: dict[str, Any], config: Config) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await migrate_at_startup(url, connect_args, config)  # before the first request
+        migrations = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)  # a plain engine
+        try:
+            run = await migrate_at_startup(migrations, config)
+        finally:
+            await migrations.dispose()
+        if runs is not None:
+            runs.append(run)
+        print(f"worker {os.getpid()}: {'migrated' if run.migrated else 'found head'} {run.before} -> {run.after}"
+              f" after waiting {run.waited:.2f} s for the lock", flush=True)
         app.state.engine = create_db_engine(DatabaseSettings(url=url, connect_args=connect_args))
         try:
             yield
@@ -132,11 +137,22 @@ def make_app(url: str, connect_args: dict[str, Any], config: Config) -> FastAPI:
     return FastAPI(lifespan=lifespan)
 
 
+def create_app() -> FastAPI:
+    """``uvicorn --workers N --factory examples.migrations:create_app``: DATABASE_URL, ALEMBIC_CONFIG."""
+    return make_app(os.environ["DATABASE_URL"], {}, Config(os.environ["ALEMBIC_CONFIG"], stdout=io.StringIO()))
+
+
+def change_kinds(diffs: list[Any]) -> list[str]:
+    """``compare_metadata`` output as operation names (column changes come as a nested list)."""
+    return [diff[0] if isinstance(diff, tuple) else diff[0][0] for diff in diffs]
+
+
 class Project:
     """A user's project in a temp folder, driven through Alembic's Python API."""
 
     def __init__(self, root: Path, engine: AsyncEngine) -> None:
         self.root, self.engine = root, engine
+        sys.path.insert(0, str(root))  # env.py does the same: the project root imports mig_app
         (root / "mig_app").mkdir(parents=True)
         shutil.copy(SKILL / "templates" / "base_model.py", root / "mig_app" / "base_model.py")
         self.write_models(MODELS)
@@ -159,12 +175,24 @@ class Project:
             with redirect_stdout(io.StringIO()):  # alembic prints "Generating ... done"
                 return await conn.run_sync(call)
 
-    async def generate(self, message: str) -> Any:
+    def metadata(self) -> MetaData:
+        metadata: MetaData = importlib.import_module("mig_app.models").Base.metadata
+        return metadata
+
+    async def changes(self) -> list[str]:
+        """What autogenerate will find: the models compared with the database (Alembic's own API)."""
+        def compare(connection: Connection) -> list[Any]:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return compare_metadata(context, self.metadata())
+
+        async with self.engine.connect() as conn:
+            return change_kinds(await conn.run_sync(compare))
+
+    async def generate(self, message: str) -> tuple[Any, list[str]]:
+        changes = await self.changes()
         script = await self.run(command.revision, message=message, autogenerate=True)
-        review = review_revision(script.path, self.engine.dialect.name)
-        print(f"  {Path(script.path).name}: {[o.describe() for o in review.operations]}"
-              f" warnings={[w.rule for w in review.warnings]}")
-        return script, review
+        print(f"  {Path(script.path).name}: {changes}")
+        return script, changes
 
     async def columns(self, table: str) -> dict[str, str]:
         async with self.engine.connect() as conn:
@@ -186,7 +214,7 @@ async def main() -> None:
                 await walkthrough(Project(Path(tmp) / "demo project", engine), url, connect_args)
         finally:
             await engine.dispose()
-    print("migration_examples: ok")
+    print("migrations: ok")
 
 
 async def walkthrough(project: Project, url: str, connect_args: dict[str, Any]) -> None:
@@ -200,15 +228,15 @@ async def walkthrough(project: Project, url: str, connect_args: dict[str, Any]) 
         raise AssertionError(f"setup-alembic failed: {setup.stderr}")
     print(f"1. setup-alembic wrote {[f['path'] for f in json.loads(setup.stdout)['files']]} ({dialect})")
 
-    first, review = await project.generate("create notes")
-    assert [o.op for o in review.operations] == ["create_table"], review.operations
+    first, changes = await project.generate("create notes")
+    assert changes == ["add_table"], changes
     await project.run(command.upgrade, "head")
     assert await project.current() == first.revision
 
     print("2. model change: add MigNote.slug")
     project.write_models(MODELS + SLUG_COLUMN)
-    second, review = await project.generate("add note slug")
-    assert [o.op for o in review.operations] == ["add_column"] and not review.warnings, review
+    second, changes = await project.generate("add note slug")
+    assert changes == ["add_column"], changes
     await project.run(command.upgrade, "head")
     assert "slug" in await project.columns("mig_notes")
 
@@ -230,10 +258,10 @@ async def walkthrough(project: Project, url: str, connect_args: dict[str, Any]) 
     print(f"3. data migration: 250 slugs backfilled with {len(updates)} batched UPDATEs via op.get_bind()")
 
     project.write_models((MODELS + SLUG_COLUMN).replace("String(100)", "String(200)"))
-    widen, review = await project.generate("widen note title")
+    widen, changes = await project.generate("widen note title")
     batch = "batch_alter_table" in Path(widen.path).read_text()
     assert batch == (dialect == "sqlite"), "render_as_batch is on for SQLite only"
-    assert [w.rule for w in review.warnings] == ["type_change"], review.warnings
+    assert changes == ["modify_type"], changes  # review type changes: they can rewrite or truncate
     await project.run(command.upgrade, "head")
     assert "200" in (await project.columns("mig_notes"))["title"]
     await project.run(command.downgrade, "-1")
@@ -246,18 +274,24 @@ async def walkthrough(project: Project, url: str, connect_args: dict[str, Any]) 
 
     await project.run(command.downgrade, "base")
     assert await project.current() is None
-    app = make_app(url, connect_args, project.config())
-    async with app.router.lifespan_context(app):
-        async with app.state.engine.connect() as conn:
+    runs: list[MigrationRun] = []
+    workers = 1 if dialect == "sqlite" else 3  # SQLite takes no lock: one process migrates it
+    apps = [make_app(url, connect_args, project.config(), runs) for _ in range(workers)]
+    async with contextlib.AsyncExitStack() as started:  # every "worker" starts at the same time
+        await asyncio.gather(*(started.enter_async_context(app.router.lifespan_context(app)) for app in apps))
+        async with apps[0].state.engine.connect() as conn:
             rows = await conn.scalar(text("SELECT count(*) FROM mig_notes"))
-        assert rows == 0 and await project.current() == widen.revision
-    print(f"5. FastAPI lifespan ran upgrade head at startup: base -> {widen.revision}")
+            versions = await conn.scalar(text("SELECT count(*) FROM alembic_version"))
+        assert rows == 0 and versions == 1 and await project.current() == widen.revision
+    assert [run.migrated for run in runs].count(True) == 1, runs
+    print(f"5. {workers} app lifespan(s) started at once: one ran upgrade head base -> {widen.revision}, "
+          f"{workers - 1} waited for the lock and found head; alembic_version has 1 row")
 
-    if dialect == "sqlite":  # the app's engine (templates.database) turns foreign keys on
+    if dialect == "sqlite":  # the app's engine (templates.session_manager) turns foreign keys on
         app_engine = create_db_engine(DatabaseSettings(url=url, connect_args=connect_args))
         try:
             async with app_engine.begin() as conn:
-                await conn.run_sync(upgrade_to_head, project.config())
+                await conn.run_sync(upgrade, project.config(), "head")
         except RuntimeError as exc:
             assert "foreign_keys=ON" in str(exc)
             print("   env.py refused the app's SQLite engine: PRAGMA foreign_keys=ON + batch mode = cascade deletes")
