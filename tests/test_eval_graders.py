@@ -10,8 +10,8 @@ Backends come from tests/conftest.py's ``backend`` fixture; the backends a task 
 deselected with ``only_backends``, so CI reports no skips for them. Without a server URL the
 server cases skip naming the variable; ``REQUIRE_ALL_BACKENDS=1`` turns that (and a missing
 pgbouncer, grader exit code 4) into failures. Graders run in subprocesses, four at a time: the
-first grader test starts the runs for every backend whose server URL is set, each test then waits
-for its own.
+first grader test starts every selected grader run whose backend has a server URL, each test then
+waits for its own.
 
 The task folders' shape is checked without any database.
 """
@@ -97,23 +97,25 @@ def cases() -> list[tuple[str, str, list[str]]]:
 
 
 class GraderRuns:
-    """Starts the grader runs in a bounded pool on first use, hands out the results."""
+    """Starts the selected grader runs in a bounded pool on first use, hands out the results."""
 
-    def __init__(self) -> None:
+    def __init__(self, selected: set[tuple[str, str, str]]) -> None:
+        self.selected = selected  # (task, solution, backend) of the test_grader items of this run
         self.pool = ThreadPoolExecutor(PARALLEL_GRADERS, thread_name_prefix="grader")
         self.futures: dict[tuple[str, str, str], Future[Run]] = {}
 
-    def start(self, backends: set[str]) -> None:
+    def start(self) -> None:
+        configured = {b for b, var in SERVER_VARS.items() if var is None or os.environ.get(var)}
         # Slow ones first: the pool then ends with short runs instead of one long straggler.
-        for t, s, wanted in sorted(cases(), key=lambda c: c[0] not in SLOW):
-            for b in sorted(backends & set(wanted)):
-                if (t, s, b) not in self.futures:
-                    self.futures[(t, s, b)] = self.pool.submit(run_grader, t, s, b)
+        for key in sorted(self.selected, key=lambda k: (k[0] not in SLOW, k)):
+            if key[2] in configured:
+                self.futures[key] = self.pool.submit(run_grader, *key)
 
     def result(self, task: str, solution: str, backend: str) -> Run:
+        if not self.futures:
+            self.start()
         if (task, solution, backend) not in self.futures:
-            configured = {b for b, var in SERVER_VARS.items() if var is None or os.environ.get(var)}
-            self.start(configured | {backend})
+            self.futures[(task, solution, backend)] = self.pool.submit(run_grader, task, solution, backend)
         return self.futures[(task, solution, backend)].result()
 
     def close(self) -> None:
@@ -121,8 +123,13 @@ class GraderRuns:
 
 
 @pytest.fixture(scope="module")
-def grader_runs():  # type: ignore[no-untyped-def]
-    runs = GraderRuns()
+def grader_runs(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    selected = set()
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if getattr(item, "originalname", "") == "test_grader" and {"task", "solution", "backend"} <= set(params):
+            selected.add((params["task"], params["solution"], params["backend"]))
+    runs = GraderRuns(selected)
     try:
         yield runs
     finally:
@@ -149,6 +156,7 @@ def test_grader(task: str, solution: str, backend: str, grader_runs: GraderRuns)
         assert len(run.lines("PASS")) == len(checks), run.describe()
     else:
         assert run.code == 1, run.describe()
+        assert "grader stopped" not in run.out, f"the grader broke instead of judging\n{run.describe()}"
         failed = {line.split(" ", 2)[1].rstrip(":") for line in run.lines("FAIL")}
         for check in meta(task)["naive_fails"][backend]:
             assert f"{check}[{backend}]" in failed, (

@@ -10,6 +10,7 @@ pytest plugin of the grader's counts the SQLAlchemy engines that connected durin
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
