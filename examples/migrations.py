@@ -287,7 +287,7 @@ async def walkthrough(project: Project, url: str, connect_args: dict[str, Any]) 
     print(f"5. {workers} app lifespan(s) started at once: one ran upgrade head base -> {widen.revision}, "
           f"{workers - 1} waited for the lock and found head; alembic_version has 1 row")
 
-    if dialect == "sqlite":  # the app's engine (templates.session_manager) turns foreign keys on
+    if dialect == "sqlite":  # the app's engine (templates.database) turns foreign keys on
         app_engine = create_db_engine(DatabaseSettings(url=url, connect_args=connect_args))
         try:
             async with app_engine.begin() as conn:

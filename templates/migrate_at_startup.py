@@ -1,6 +1,6 @@
 """Run Alembic's ``upgrade head`` when the app starts, safely from several worker processes.
 
-Copy next to ``session_manager.py``. With ``uvicorn --workers 4`` (or gunicorn) every worker runs
+Copy next to ``database.py``. With ``uvicorn --workers 4`` (or gunicorn) every worker runs
 its lifespan, so every worker would migrate at once: two ``CREATE TABLE``s of the same table, two
 rows in ``alembic_version``, a crashed worker. ``migrate_at_startup(engine, config)`` serialises
 them with a lock held by the database server for the whole upgrade:

@@ -1,7 +1,7 @@
 """Read replicas: plain reads go to a replica, everything else to the primary, and neither lag nor
 a failing replica can hand a request stale data or an error.
 
-Copy next to ``session_manager.py``. It gives you:
+Copy next to ``database.py``. It gives you:
 
 - ``create_routing_sessionmaker(primary, replica)``: sessions whose ``RoutingSession.get_bind()``
   picks the engine per statement (the hook SQLAlchemy documents for custom binds, used under
