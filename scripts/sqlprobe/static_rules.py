@@ -576,16 +576,24 @@ class FileChecker:
             if name not in ("gather", "create_task", "ensure_future", "start_soon"):
                 continue
             sessions: list[str] = []
+            method_uses: dict[str, int] = {}  # gather(session.scalar(a), session.scalar(b))
             awaitables = 0
             for arg in node.args:
                 inner = arg.value if isinstance(arg, ast.Starred) else arg
-                awaitables += 2 if isinstance(arg, ast.Starred) or isinstance(arg, ast.GeneratorExp) else 1
+                repeated = isinstance(arg, ast.Starred) or isinstance(arg, ast.GeneratorExp)
+                awaitables += 2 if repeated else 1
                 for sub in ast.walk(inner):
                     if isinstance(sub, ast.Call):
                         for a in list(sub.args) + [k.value for k in sub.keywords]:
                             t = terminal_name(a)
                             if t and self.is_session_object(t):
                                 sessions.append(t)
+                        if isinstance(sub.func, ast.Attribute) and sub.func.attr in SESSION_METHODS:
+                            t = terminal_name(sub.func.value)
+                            if t and self.is_session_object(t):
+                                method_uses[t] = method_uses.get(t, 0) + (2 if repeated else 1)
+            # one session's methods awaited by two or more of the gathered tasks at once
+            sessions += [t for t, uses in method_uses.items() if uses >= 2]
             if not sessions or (name == "gather" and awaitables < 2):
                 continue
             self.add(

@@ -34,3 +34,15 @@ async def refresh_all_wrong(session: AsyncSession, feed_ids: list[int]) -> None:
 
 async def load_feed(session: AsyncSession, feed_id: int) -> Feed | None:
     return await session.scalar(select(Feed).where(Feed.id == feed_id))
+
+
+async def dashboard_counts_wrong(session: AsyncSession) -> tuple[int | None, int | None]:
+    return await asyncio.gather(  # static: session_shared_across_tasks
+        session.scalar(select(Feed.id).limit(1)),
+        session.scalar(select(Feed.id).limit(2)),
+    )
+
+
+async def dashboard_counts(session: AsyncSession, other: AsyncSession) -> tuple[int | None, int | None]:
+    # one statement each on two sessions: nothing is shared
+    return await asyncio.gather(session.scalar(select(Feed.id)), other.scalar(select(Feed.id)))
