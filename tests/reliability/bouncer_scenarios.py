@@ -44,8 +44,8 @@ def asyncpg_pgbouncer_settings(url: str, **pool: Any) -> DatabaseSettings:
         connect_args={
             "statement_cache_size": 0,  # asyncpg: no statement cache; re-Parse unnamed statements
             "prepared_statement_cache_size": 0,  # SQLAlchemy's asyncpg adapter: no statement cache
-            # "" = PostgreSQL's unnamed statement, sent with Bind/Execute in one round trip; it
-            # lives until the next Parse on that server connection, so nothing is left behind
+            # "" = PostgreSQL's unnamed statement: asyncpg re-sends its Parse with every Bind/Execute,
+            # so any server connection can run it, and the next Parse replaces it (nothing left behind)
             "prepared_statement_name_func": lambda: "",
         },
     )
@@ -83,7 +83,8 @@ def asyncpg_cache_off_only(url: str) -> DatabaseSettings:
 
 def asyncpg_unique_names_only(url: str) -> DatabaseSettings:
     """Unique names but both caches on: a cached statement is still missing on another server connection."""
-    return DatabaseSettings(url=url, connect_args={"prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__"})
+    unique = {"prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__"}
+    return DatabaseSettings(url=url, connect_args=unique)
 
 
 def asyncpg_recipe_with_null_pool(url: str) -> DatabaseSettings:
@@ -94,7 +95,8 @@ def asyncpg_recipe_with_null_pool(url: str) -> DatabaseSettings:
 def asyncpg_unnamed_with_sqlalchemy_cache(url: str) -> DatabaseSettings:
     """Unnamed statements, but SQLAlchemy's statement cache on: a cached statement is re-bound
     in a later transaction, possibly on a server connection whose unnamed statement is another."""
-    return DatabaseSettings(url=url, connect_args={"statement_cache_size": 0, "prepared_statement_name_func": lambda: ""})
+    unnamed = {"statement_cache_size": 0, "prepared_statement_name_func": lambda: ""}
+    return DatabaseSettings(url=url, connect_args=unnamed)
 
 
 VARIANTS: dict[str, tuple[str, Callable[[str], DatabaseSettings]]] = {
@@ -244,7 +246,8 @@ async def mixed_load(engine: AsyncEngine, requests: int, concurrency: int = 8) -
             else:
                 async with sessions() as session, session.begin():
                     if kind == 0 or not ids:
-                        new_id = await session.scalar(insert(load_items).values(worker=worker, n=i).returning(load_items.c.id))
+                        new_id = await session.scalar(
+                            insert(load_items).values(worker=worker, n=i).returning(load_items.c.id))
                         ids.append(int(new_id))
                         right = new_id is not None
                     elif kind == 1:
@@ -261,7 +264,7 @@ async def mixed_load(engine: AsyncEngine, requests: int, concurrency: int = 8) -
                         got = await session.scalar(select(func.count()).where(load_items.c.worker == worker))
                         right = got is not None and got >= len(ids)
             stats["ok" if right else "wrong"] += 1
-        except Exception as exc:  # noqa: BLE001 - counted and reported
+        except Exception as exc:
             key = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
             key = re.sub(r"__asyncpg_[0-9a-f_x-]+__", "__asyncpg_<name>__", key)
             stats["errors"][key] = stats["errors"].get(key, 0) + 1
@@ -293,7 +296,7 @@ async def run_load(url_template: str, variant: str, requests: int) -> dict[str, 
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             result["startup"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - reported
+        except Exception as exc:
             result["startup"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
             return result
         result["startup_seconds"] = round(time.perf_counter() - started, 3)

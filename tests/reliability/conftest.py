@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from pgserver import (  # noqa: E402
+from pgserver import (
     PgBouncer,
     PrivateMariaDB,
     PrivatePostgres,

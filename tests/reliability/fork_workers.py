@@ -60,7 +60,7 @@ def main(url: str, mode: str) -> dict[str, Any]:
             os.dup2(os.open(log, os.O_WRONLY | os.O_APPEND), 2)
             try:
                 outcome: dict[str, Any] = {"ok": True, "ids": asyncio.run(worker())}
-            except BaseException as exc:  # noqa: BLE001 - reported
+            except BaseException as exc:
                 outcome = {"ok": False, "error": f"{type(exc).__name__}: ...{str(exc)[-160:]}"}
             os.write(write_end, json.dumps(outcome).encode())
             os._exit(0 if outcome["ok"] else 1)

@@ -20,9 +20,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bouncer_scenarios import asyncpg_pgbouncer_settings
 from sqlalchemy import text
 
-from bouncer_scenarios import asyncpg_pgbouncer_settings
 from templates.database import DatabaseSettings, create_db_engine
 
 
@@ -40,7 +40,7 @@ async def main(url: str, pool_size: int, max_overflow: int, mode: str) -> None:
                 await conn.commit()
                 result["opened"] += 1
                 await release.wait()
-        except Exception as exc:  # noqa: BLE001 - counted and reported
+        except Exception as exc:
             result["failed"] += 1
             orig = getattr(exc, "orig", exc)
             key = f"{getattr(orig, 'sqlstate', None)} {str(orig).splitlines()[0][:120]}"

@@ -57,7 +57,8 @@ def pgbouncer_bin() -> str | None:
 
 def mariadb_bins() -> tuple[str, str] | None:
     install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
-    server = shutil.which("mariadbd") or next((p for p in ("/usr/sbin/mariadbd", "/usr/sbin/mysqld") if Path(p).exists()), None)
+    packaged = ("/usr/sbin/mariadbd", "/usr/sbin/mysqld")
+    server = shutil.which("mariadbd") or next((p for p in packaged if Path(p).exists()), None)
     return (install, server) if install and server else None
 
 
@@ -116,7 +117,8 @@ class PrivatePostgres:
         full = [*(["runuser", "-u", "postgres", "--"] if self.as_postgres else []), *argv]
         return subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=True)
 
-    def url(self, driver: str = "asyncpg", *, port: int | None = None, database: str = "app", user: str = "postgres") -> str:
+    def url(self, driver: str = "asyncpg", *, port: int | None = None, database: str = "app",
+            user: str = "postgres") -> str:
         return f"postgresql+{driver}://{user}@127.0.0.1:{port or self.port}/{database}"
 
     def init(self) -> None:
@@ -169,8 +171,9 @@ class PrivateStandby(PrivatePostgres):
     directory and port). ``promote()`` turns it into a primary of its own (a detached copy)."""
 
     def __init__(self, primary: PrivatePostgres) -> None:
+        own = ("port", "unix_socket_directories")
         super().__init__(max_connections=int(primary.conf["max_connections"]),
-                         settings={k: v for k, v in primary.conf.items() if k not in ("port", "unix_socket_directories")})
+                         settings={k: v for k, v in primary.conf.items() if k not in own})
         self.primary = primary
 
     def init(self) -> None:
@@ -305,8 +308,12 @@ class PgBouncer:
 
     def start(self) -> None:
         user = ["-u", "postgres"] if os.geteuid() == 0 else []  # pgbouncer refuses to run as root
-        self.proc = subprocess.Popen([self.binary, *user, str(self.dir / "pgbouncer.ini")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # stderr to a file, never a pipe nobody reads: pgbouncer logs every login there too, and
+        # once a pipe's 64 KiB buffer is full it blocks in write() and serves no client any more
+        # (seen with NullPool, which logs in once per checkout: every client then waits forever).
+        with open(self.dir / "stderr.log", "ab") as stderr:
+            self.proc = subprocess.Popen([self.binary, *user, str(self.dir / "pgbouncer.ini")],
+                                         stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             wait_for_port(self.port, 15, self.proc)
         except Exception:
@@ -325,8 +332,6 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
 
     def destroy(self) -> None:
         try:

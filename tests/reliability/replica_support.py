@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from pgserver import PrivatePostgres, PrivateStandby
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from templates.models import Post, User
-from pgserver import PrivatePostgres, PrivateStandby
 from templates.base_model import Base
 from templates.query_counter import count_queries
 from templates.read_replica import (

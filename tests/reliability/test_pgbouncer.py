@@ -34,9 +34,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-
 from bouncer_scenarios import (
     burst,
     create_load_table,
@@ -47,6 +44,9 @@ from bouncer_scenarios import (
     mixed_load,
 )
 from pgserver import PgBouncer
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
 from templates.database import DatabaseSettings, create_db_engine
 
 SCENARIOS = Path(__file__).resolve().parent / "bouncer_scenarios.py"
@@ -137,7 +137,8 @@ async def test_pgbouncer_rejects_untracked_startup_parameters(bouncer: PgBouncer
     # SQLAlchemy 2.1 wraps the connect-time error in DBAPIError; 2.0 lets asyncpg's
     # ProtocolViolationError through unwrapped.
     engine = create_db_engine(
-        DatabaseSettings(url=bouncer.url("asyncpg"), null_pool=True, connect_args={"server_settings": {"search_path": "x"}})
+        DatabaseSettings(url=bouncer.url("asyncpg"), null_pool=True,
+                         connect_args={"server_settings": {"search_path": "x"}})
     )
     try:
         with pytest.raises(Exception) as caught:

@@ -12,6 +12,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from pgserver import PrivatePostgres, PrivateStandby
+from replica_support import Pair, Routes, caught_up, replay_paused, routed_pair
 from sqlalchemy import event, select, text, union_all, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
@@ -19,8 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from templates.retry import run_in_transaction
 from templates.models import User
-from pgserver import PrivatePostgres, PrivateStandby
-from replica_support import Pair, Routes, caught_up, replay_paused, routed_pair
 from templates.read_replica import create_routing_sessionmaker, make_read_only, use_primary
 from templates.scratch import scratch_url
 from templates.database import DatabaseSettings, create_db_engine
@@ -221,7 +221,8 @@ async def test_set_in_a_connect_event_is_rolled_back_on_asyncpg_without_commit(s
     """asyncpg-specific: its adapter runs connect-event statements in a transaction (the driver is
     set here, whichever driver TEST_POSTGRES_URL names)."""
     async with scratch_url(make_url(server_url).set(drivername="postgresql+asyncpg")) as (url, connect_args):
-        engine = create_db_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
+        settings = DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args)
+        engine = create_db_engine(settings)
 
         @event.listens_for(engine.sync_engine, "connect")
         def read_only_without_commit(dbapi_connection, connection_record):  # type: ignore[no-untyped-def]

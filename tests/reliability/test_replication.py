@@ -35,13 +35,13 @@ from typing import Any
 
 import httpx
 import pytest
+from pgserver import PrivatePostgres, PrivateStandby
+from replica_support import Pair, caught_up, read_after_write_load, replay_paused, routed_pair
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 
 from examples.fastapi_app import create_app
 from templates.models import User
-from pgserver import PrivatePostgres, PrivateStandby
-from replica_support import Pair, caught_up, read_after_write_load, replay_paused, routed_pair
 from templates.read_replica import NotAStandby, WriteMark, make_read_only, mark_write, prepare_reads
 from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker
 

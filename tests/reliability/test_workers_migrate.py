@@ -18,7 +18,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from load_support import app_database
 from worker_support import WORKERS, alembic_project, run_workers, version_rows
 

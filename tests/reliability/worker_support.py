@@ -16,11 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from pgserver import free_port
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
-
-from pgserver import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -99,7 +98,8 @@ async def version_rows(url: str) -> tuple[int, list[str]]:
     try:
         async with engine.connect() as conn:
             rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
-            tables = await conn.run_sync(lambda c: sorted(t for t in c.dialect.get_table_names(c) if t.startswith("worker_")))
+            names = await conn.run_sync(lambda c: c.dialect.get_table_names(c))
+            tables = sorted(t for t in names if t.startswith("worker_"))
         return len(rows), tables
     finally:
         await engine.dispose()
