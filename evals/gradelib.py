@@ -44,10 +44,10 @@ from typing import Any
 
 sys.dont_write_bytecode = True  # never leave __pycache__ in a solution or reference folder
 
-from sqlalchemy import event, text  # noqa: E402
-from sqlalchemy.engine import Engine, make_url  # noqa: E402
-from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
-from sqlalchemy.pool import NullPool  # noqa: E402
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 SERVER_VARS = {"postgresql": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}
 EXAMPLE_URLS = {
@@ -140,8 +140,12 @@ class Task:
 def main(task: Task, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Grade a solution directory of this eval task.")
     parser.add_argument("solution", type=Path, help="the solution folder (same shape as the task's project/)")
-    parser.add_argument("--backend", action="append", choices=task.backends,
-                        help="grade only on this backend (repeatable; default: every backend with a server URL)")
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=task.backends,
+        help="grade only on this backend (repeatable; default: every backend with a server URL)",
+    )
     args = parser.parse_args(argv)
     solution: Path = args.solution.resolve()
     if not solution.is_dir():
@@ -172,8 +176,13 @@ def main(task: Task, argv: list[str] | None = None) -> int:
 def run_child(grader: Path, solution: Path, backend: str, expected: int) -> tuple[int, int]:
     """This grader on one backend in a child process; its check lines are passed through."""
     try:
-        proc = subprocess.run([sys.executable, str(grader), str(solution), "--backend", backend],
-                              capture_output=True, text=True, timeout=CHILD_TIMEOUT, env=child_env())
+        proc = subprocess.run(
+            [sys.executable, str(grader), str(solution), "--backend", backend],
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
+            env=child_env(),
+        )
         out, err = proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -187,8 +196,9 @@ def run_child(grader: Path, solution: Path, backend: str, expected: int) -> tupl
         else:
             print(line, flush=True)
     if score is None:
-        print(f"FAIL grader[{backend}]: the run for {backend} ended without a score: {one_line(err[-300:])}",
-              flush=True)
+        print(
+            f"FAIL grader[{backend}]: the run for {backend} ended without a score: {one_line(err[-300:])}", flush=True
+        )
         return 0, expected
     return score
 
@@ -197,13 +207,18 @@ def run_backend(task: Task, solution: Path, backend: str) -> tuple[int, int]:
     report = Report(backend, task.checks)
     with tempfile.TemporaryDirectory(prefix="evalgrade-") as tmp:
         copy = Path(tmp) / "solution"
-        shutil.copytree(solution, copy, ignore=shutil.ignore_patterns(
-            "__pycache__", ".venv", ".git", ".pytest_cache", "*.db", "*.db-wal", "*.db-shm"))
+        shutil.copytree(
+            solution,
+            copy,
+            ignore=shutil.ignore_patterns(
+                "__pycache__", ".venv", ".git", ".pytest_cache", "*.db", "*.db-wal", "*.db-shm"
+            ),
+        )
         cwd = os.getcwd()
         try:
             os.chdir(copy)
             asyncio.run(asyncio.wait_for(task.run(copy, backend, report), RUN_DEADLINE))
-        except Exception as exc:  # noqa: BLE001 - a broken solution must still get a score
+        except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             report.fail_rest(f"grader stopped: {describe(exc)}")
         finally:
@@ -248,9 +263,10 @@ async def scratch_database(backend: str) -> AsyncIterator[str]:
                     # A leaked connection in an open transaction holds metadata locks and would
                     # make DROP DATABASE wait forever: end this database's sessions first.
                     await conn.execute(text("SET SESSION lock_wait_timeout = 120"))
-                    leaked = await conn.scalars(text(
-                        "SELECT id FROM information_schema.processlist WHERE db = :db AND id <> CONNECTION_ID()"),
-                        {"db": name})
+                    leaked = await conn.scalars(
+                        text("SELECT id FROM information_schema.processlist WHERE db = :db AND id <> CONNECTION_ID()"),
+                        {"db": name},
+                    )
                     for session_id in leaked.all():
                         with contextlib.suppress(Exception):  # it may have ended meanwhile
                             await conn.execute(text(f"KILL {int(session_id)}"))
@@ -318,8 +334,9 @@ async def served(app: Any, *, startup_timeout: float = 60) -> AsyncIterator[str]
     the caller's loop keeps running while it waits (it may serve a proxy the app connects through)."""
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="error",
-                            timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="on", log_level="error", timeout_graceful_shutdown=10
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
@@ -337,20 +354,38 @@ async def served(app: Any, *, startup_timeout: float = 60) -> AsyncIterator[str]
 
 
 @contextmanager
-def serve_in_process(solution: Path, app_path: str, env: dict[str, str], *,
-                     startup_timeout: float = 60) -> Iterator[str]:
+def serve_in_process(
+    solution: Path, app_path: str, env: dict[str, str], *, startup_timeout: float = 60
+) -> Iterator[str]:
     """``python -m uvicorn APP`` in its own process (cwd = the solution); yields the base URL."""
     port = free_port()
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", app_path, "--host", "127.0.0.1", "--port", str(port),
-                             "--log-level", "warning"], cwd=solution, env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app_path,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=solution,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     try:
         try:
             wait_for_port(port, startup_timeout, proc)
         except Exception as exc:
             log.seek(0)
-            raise RuntimeError(f"uvicorn {app_path} did not start: {exc}: "
-                               f"{one_line(log.read().decode(errors='replace')[-600:])}") from None
+            raise RuntimeError(
+                f"uvicorn {app_path} did not start: {exc}: {one_line(log.read().decode(errors='replace')[-600:])}"
+            ) from None
         yield f"http://127.0.0.1:{port}"
     finally:
         if proc.poll() is None:
@@ -368,12 +403,14 @@ def http_client(base_url: str) -> Any:
     an unhandled error (500), and a request already sent on it would fail with ReadError."""
     import httpx
 
-    return httpx.AsyncClient(base_url=base_url, timeout=HTTP_TIMEOUT,
-                             limits=httpx.Limits(max_keepalive_connections=0, max_connections=100))
+    return httpx.AsyncClient(
+        base_url=base_url, timeout=HTTP_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=0, max_connections=100)
+    )
 
 
-def run_python(args: list[str], cwd: Path, env: dict[str, str],
-               timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_python(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """``python ARGS`` (this interpreter) in ``cwd``; never raises for a non-zero exit."""
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -400,7 +437,7 @@ async def alembic(solution: Path, database_url: str, *args: str) -> tuple[int, s
                 cli.run_cmd(Config(**files, ini_section=options.name, cmd_opts=options, stdout=out), options)
         except SystemExit as exc:  # alembic reports a CommandError with sys.exit(-1)
             return (exc.code if isinstance(exc.code, int) and exc.code else 1), out.getvalue()
-        except Exception as exc:  # noqa: BLE001 - a database error from a migration, a broken env.py
+        except Exception as exc:
             return 1, out.getvalue() + describe(exc)
         return 0, out.getvalue()
 

@@ -107,9 +107,7 @@ def upsert_statement(dialect_name: str, model: type[Base], key: str, update_colu
     if dialect_name in ("postgresql", "sqlite"):
         dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
         pg_stmt = dialect_insert(model)
-        return pg_stmt.on_conflict_do_update(
-            index_elements=[key], set_={c: pg_stmt.excluded[c] for c in columns}
-        )
+        return pg_stmt.on_conflict_do_update(index_elements=[key], set_={c: pg_stmt.excluded[c] for c in columns})
     if dialect_name in ("mysql", "mariadb"):
         my_stmt = mysql.insert(model)
         return my_stmt.on_duplicate_key_update({c: my_stmt.inserted[c] for c in columns})
@@ -209,8 +207,10 @@ async def main() -> None:
             if dialect.insert_executemany_returning and len(queries) != want:
                 raise AssertionError(f"expected {want} INSERT ... RETURNING statements, saw {len(queries)}")
             note = " (SQLite + integer key: one per row to keep the order)" if dialect.name == "sqlite" else ""
-            print(f"insert(Model).returning(Model) for 2500 rows: {len(made)} objects in input order, "
-                  f"{len(queries)} statements{note}")
+            print(
+                f"insert(Model).returning(Model) for 2500 rows: {len(made)} objects in input order, "
+                f"{len(queries)} statements{note}"
+            )
 
             with count_queries(engine) as queries:
                 await bulk_update_by_pk(session, [{"id": p.id, "qty": i} for i, p in enumerate(made)])
@@ -221,9 +221,13 @@ async def main() -> None:
 
         async with sessionmaker() as session, session.begin():
             await session.connection()
-            incoming = products("plain", 3, qty=50) + products("new", 2, qty=7) + [
-                {"sku": "new-000001", "name": "renamed?", "qty": 8}  # same sku twice: last wins
-            ]
+            incoming = (
+                products("plain", 3, qty=50)
+                + products("new", 2, qty=7)
+                + [
+                    {"sku": "new-000001", "name": "renamed?", "qty": 8}  # same sku twice: last wins
+                ]
+            )
             with count_queries(engine) as queries:
                 sent = await upsert_products(session, incoming, update_columns=["qty"])
             assert sent == 5 and len(queries) == 1, (sent, queries.statements)

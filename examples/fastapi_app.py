@@ -236,8 +236,10 @@ app = create_app(lifespan=demo_lifespan)
 
 def expect(response: httpx.Response, status: int) -> httpx.Response:
     if response.status_code != status:
-        raise AssertionError(f"{response.request.method} {response.request.url.path}: expected {status}, "
-                             f"got {response.status_code} {response.text[:300]}")
+        raise AssertionError(
+            f"{response.request.method} {response.request.url.path}: expected {status}, "
+            f"got {response.status_code} {response.text[:300]}"
+        )
     return response
 
 
@@ -255,17 +257,23 @@ async def main() -> None:
                 dup = await client.post("/users", json={"email": "ADA@example.com", "name": "Ada again"})
                 expect(dup, 409)
                 async with engine.connect() as conn:
-                    stored = await conn.scalar(select(func.count()).select_from(User).where(User.email == "ada@example.com"))
+                    stored = await conn.scalar(
+                        select(func.count()).select_from(User).where(User.email == "ada@example.com")
+                    )
                 if stored != 1:
                     raise AssertionError(f"expected 1 row for ada@example.com, found {stored}")
-                print(f"POST /users 201, same email again {dup.status_code}, rows stored: {stored} ({engine.dialect.name})")
+                print(
+                    f"POST /users 201, same email again {dup.status_code}, rows stored: {stored} ({engine.dialect.name})"
+                )
 
                 expect(await client.post("/users", json={"email": "not-an-email", "name": "x"}), 422)
                 expect(await client.post("/users", json={"email": "b@example.com"}), 422)
                 expect(await client.get("/users/not-a-uuid"), 422)
 
                 hostile = "x'); DROP TABLE users; --"
-                bobby = expect(await client.post("/users", json={"email": "bobby@example.com", "name": hostile}), 201).json()
+                bobby = expect(
+                    await client.post("/users", json={"email": "bobby@example.com", "name": hostile}), 201
+                ).json()
                 fetched = expect(await client.get(f"/users/{bobby['id']}"), 200).json()
                 if fetched["name"] != hostile:
                     raise AssertionError(f"name changed on the way: {fetched['name']!r}")
@@ -291,7 +299,9 @@ async def main() -> None:
                 if len(seen) != 7 or len(set(seen)) != 7:
                     raise AssertionError(f"pagination returned {len(seen)} ids ({len(set(seen))} distinct), expected 7")
                 if len(queries.selects()) > 2 * pages:
-                    raise AssertionError(f"{len(queries.selects())} SELECTs for {pages} pages: expected at most 2 per page")
+                    raise AssertionError(
+                        f"{len(queries.selects())} SELECTs for {pages} pages: expected at most 2 per page"
+                    )
                 ada_posts = [post["title"] for item in items if item["id"] == ada["id"] for post in item["posts"]]
                 if ada_posts != ["Hello"]:
                     raise AssertionError(f"Ada's posts in the list: {ada_posts}")

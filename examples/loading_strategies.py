@@ -390,8 +390,10 @@ async def demo(engine: AsyncEngine) -> None:
             criteria = await users_with_posts_matching(session, ids, "of user 0")
         expect(queries, 1 + 2, "contains_eager + selectinload(rel.and_())")
         assert len(joined) == 1 and [len(u.posts) for u in criteria] == [2, 0, 0, 0]
-    print("filtered collections: contains_eager 1 statement (needs populate_existing; JOIN drops users"
-          " without matches), selectinload(User.posts.and_(...)) 2 statements (keeps them)")
+    print(
+        "filtered collections: contains_eager 1 statement (needs populate_existing; JOIN drops users"
+        " without matches), selectinload(User.posts.and_(...)) 2 statements (keeps them)"
+    )
 
     # Columns: load_only(..., raiseload=True) -- the unloaded column raises instead of lazy-loading.
     async with sessionmaker() as session:
@@ -466,7 +468,9 @@ async def demo(engine: AsyncEngine) -> None:
             await session.delete(project)
             await session.flush()
         expect(queries, 1, "delete parent of write-only collection (passive_deletes)")
-        left = await session.scalar(select(func.count()).select_from(LsEvent).where(LsEvent.project_id == project_ids[0]))
+        left = await session.scalar(
+            select(func.count()).select_from(LsEvent).where(LsEvent.project_id == project_ids[0])
+        )
         assert left == 0, left
     print("write-only: append without SELECT; 201-row bulk insert, page, count, delete: 1 statement each")
 

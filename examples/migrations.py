@@ -53,12 +53,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from templates.database import DatabaseSettings, create_db_engine
 from templates.migrate_at_startup import MigrationRun, migrate_at_startup, upgrade
 from templates.query_counter import count_queries
 from templates.scratch import scratch_url
-from templates.database import DatabaseSettings, create_db_engine
 
-MODELS = '''\
+MODELS = """\
 from __future__ import annotations
 
 from sqlalchemy import String, Text
@@ -73,13 +73,13 @@ class MigNote(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(100))
     body: Mapped[str | None] = mapped_column(Text)
-'''
+"""
 SLUG_COLUMN = "    slug: Mapped[str | None] = mapped_column(String(120))\n"
 
 # The body of a hand-written revision: fill mig_notes.slug in batches. One UPDATE ... SET
 # slug = f(title) is better when SQL can compute the value; batches are for Python-side logic.
 # Everything still runs in the migration's transaction (PostgreSQL: all or nothing).
-BACKFILL = '''
+BACKFILL = """
 import re
 
 BATCH_SIZE = 100
@@ -111,7 +111,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(notes.update().values(slug=None))
-'''
+"""
 
 
 def make_app(url: str, connect_args: dict[str, Any], config: Config, runs: list[MigrationRun] | None = None) -> FastAPI:
@@ -126,8 +126,11 @@ def make_app(url: str, connect_args: dict[str, Any], config: Config, runs: list[
             await migrations.dispose()
         if runs is not None:
             runs.append(run)
-        print(f"worker {os.getpid()}: {'migrated' if run.migrated else 'found head'} {run.before} -> {run.after}"
-              f" after waiting {run.waited:.2f} s for the lock", flush=True)
+        print(
+            f"worker {os.getpid()}: {'migrated' if run.migrated else 'found head'} {run.before} -> {run.after}"
+            f" after waiting {run.waited:.2f} s for the lock",
+            flush=True,
+        )
         app.state.engine = create_db_engine(DatabaseSettings(url=url, connect_args=connect_args))
         try:
             yield
@@ -181,6 +184,7 @@ class Project:
 
     async def changes(self) -> list[str]:
         """What autogenerate will find: the models compared with the database (Alembic's own API)."""
+
         def compare(connection: Connection) -> list[Any]:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             return compare_metadata(context, self.metadata())
@@ -220,9 +224,18 @@ async def main() -> None:
 async def walkthrough(project: Project, url: str, connect_args: dict[str, Any]) -> None:
     dialect = project.engine.dialect.name
     setup = subprocess.run(
-        [sys.executable, str(SKILL / "scripts" / "setup-alembic.py"), "--metadata", "mig_app.models:Base.metadata",
-         "--project", str(project.root), "--json"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            str(SKILL / "scripts" / "setup-alembic.py"),
+            "--metadata",
+            "mig_app.models:Base.metadata",
+            "--project",
+            str(project.root),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if setup.returncode != 0:
         raise AssertionError(f"setup-alembic failed: {setup.stderr}")
@@ -241,8 +254,9 @@ async def walkthrough(project: Project, url: str, connect_args: dict[str, Any]) 
     assert "slug" in await project.columns("mig_notes")
 
     async with project.engine.begin() as conn:
-        await conn.execute(text("INSERT INTO mig_notes (title) VALUES (:title)"),
-                           [{"title": f"Note number {i}!"} for i in range(250)])
+        await conn.execute(
+            text("INSERT INTO mig_notes (title) VALUES (:title)"), [{"title": f"Note number {i}!"} for i in range(250)]
+        )
     backfill = await project.run(command.revision, message="backfill note slugs")
     source = Path(backfill.path).read_text()
     head, _, _ = source.partition("\ndef upgrade() -> None:")
@@ -284,8 +298,10 @@ async def walkthrough(project: Project, url: str, connect_args: dict[str, Any]) 
             versions = await conn.scalar(text("SELECT count(*) FROM alembic_version"))
         assert rows == 0 and versions == 1 and await project.current() == widen.revision
     assert [run.migrated for run in runs].count(True) == 1, runs
-    print(f"5. {workers} app lifespan(s) started at once: one ran upgrade head base -> {widen.revision}, "
-          f"{workers - 1} waited for the lock and found head; alembic_version has 1 row")
+    print(
+        f"5. {workers} app lifespan(s) started at once: one ran upgrade head base -> {widen.revision}, "
+        f"{workers - 1} waited for the lock and found head; alembic_version has 1 row"
+    )
 
     if dialect == "sqlite":  # the app's engine (templates.database) turns foreign keys on
         app_engine = create_db_engine(DatabaseSettings(url=url, connect_args=connect_args))

@@ -63,10 +63,7 @@ async def prolific_authors(session: AsyncSession, min_posts: int) -> dict[str, i
     """HAVING filters groups (after aggregation); WHERE filters rows (before)."""
     n = func.count(Post.id)
     stmt = (
-        select(User.name, n)
-        .join(Post, Post.author_id == User.id)
-        .group_by(User.id, User.name)
-        .having(n >= min_posts)
+        select(User.name, n).join(Post, Post.author_id == User.id).group_by(User.id, User.name).having(n >= min_posts)
     )
     return {name: count for name, count in (await session.execute(stmt)).all()}
 
@@ -282,7 +279,11 @@ async def main() -> None:
             for post in latest:
                 by_author.setdefault(names[post.author_id], set()).add(post.title)
             want_top2 = {
-                "Ada": {"a1"}, "Grace": {"g2", "g3"}, "Linus": {"l1", "l2"}, "Guido": {"u1"}, "Ken": {"k1", "k2"}
+                "Ada": {"a1"},
+                "Grace": {"g2", "g3"},
+                "Linus": {"l1", "l2"},
+                "Guido": {"u1"},
+                "Ken": {"k1", "k2"},
             }
             check("top-2 per author", by_author, want_top2)
             print(f"top-2 per author via subquery: {dict(sorted((k, sorted(v)) for k, v in by_author.items()))}")
@@ -304,13 +305,18 @@ async def main() -> None:
                 after = page[-1].created_at
             if len(naive) >= len(want_order):
                 raise AssertionError("expected the created_at-only cursor to lose tied rows")
-            print(f"keyset (created_at, id): {len(pages)} pages, all {len(want_order)} posts once; "
-                  f"created_at-only cursor lost {len(want_order) - len(naive)} tied posts")
+            print(
+                f"keyset (created_at, id): {len(pages)} pages, all {len(want_order)} posts once; "
+                f"created_at-only cursor lost {len(want_order) - len(naive)} tied posts"
+            )
 
             hostile = "nobody@example.com' OR '1'='1"
             check("text() hostile", await user_name_by_email(session, hostile), None)
-            check("text() expanding IN", await user_names_by_email(session, ["ken@example.com", "ada@example.com"]),
-                  ["Ada", "Ken"])
+            check(
+                "text() expanding IN",
+                await user_names_by_email(session, ["ken@example.com", "ada@example.com"]),
+                ["Ada", "Ken"],
+            )
             bobby = "Robert'); DROP TABLE users; --"
             session.add(User(email="bobby@example.com", name=bobby))
             await session.flush()

@@ -40,8 +40,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import selectinload
 
-from templates.models import Post, User
 from templates.base_model import Base
+from templates.database import DatabaseSettings, create_db_engine
+from templates.models import Post, User
 from templates.query_counter import count_queries
 from templates.read_replica import (
     ReplicaHealth,
@@ -53,7 +54,6 @@ from templates.read_replica import (
     wait_for_replay,
 )
 from templates.scratch import scratch_url
-from templates.database import DatabaseSettings, create_db_engine
 
 TABLES = [User.__table__, Post.__table__]
 
@@ -110,8 +110,10 @@ async def main() -> None:
                 mark = await mark_write(session)  # after the commit; the client keeps it
         if ada is None or len(on_replica) != 0 or len(on_primary) < 2:
             raise AssertionError(f"write transaction: primary {on_primary.statements} replica {on_replica.statements}")
-        print(f"{backend}, replica = {mode}: write + read-after-write -> {len(on_primary)} statements on the"
-              " primary, 0 on the replica")
+        print(
+            f"{backend}, replica = {mode}: write + read-after-write -> {len(on_primary)} statements on the"
+            " primary, 0 on the replica"
+        )
 
         # 2. Read-your-writes: the next session of this client must see Ada.
         async with sessions() as session:
@@ -121,8 +123,10 @@ async def main() -> None:
             fresh = await session.scalar(select(User).where(User.email == "ada@example.com"))
         if fresh is None or (replica_writer is not None and (naive is not None or where != "primary")):
             raise AssertionError(f"read-your-writes: naive={naive} prepared={fresh} via {where}")
-        print(f"next session: plain replica read -> {'Ada' if naive else 'None (lag)'}; "
-              f"after prepare_reads(mark) -> Ada, read on the {where}")
+        print(
+            f"next session: plain replica read -> {'Ada' if naive else 'None (lag)'}; "
+            f"after prepare_reads(mark) -> Ada, read on the {where}"
+        )
 
         # 3. Once replicated, plain reads (and their eager loads) come from the replica.
         async with sessions() as session:

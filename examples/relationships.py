@@ -66,7 +66,9 @@ async def main() -> None:
             assert tags == ["python", "sql"], tags
             print(f"eager-loaded: {dev.name} reports to {dev.manager.name}; post tags in order {tags}")
 
-            boss = (await session.scalars(select(User).where(User.name == "Ada").options(selectinload(User.reports)))).one()
+            boss = (
+                await session.scalars(select(User).where(User.name == "Ada").options(selectinload(User.reports)))
+            ).one()
             assert [r.name for r in boss.reports] == ["Linus"]
             assert boss.created_at.tzinfo is not None
             print(f"self-referential: Ada manages {[r.name for r in boss.reports]}")

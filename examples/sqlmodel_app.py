@@ -34,11 +34,11 @@ from sqlmodel import Field, Relationship, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from templates.base_model import NAMING_CONVENTION, UTCDateTime, UUIDType, utcnow
+from templates.database import DatabaseSettings
+from templates.fastapi_integration import create_lifespan, get_session, install_error_handlers
 from templates.query_counter import count_queries
 from templates.repository import MAX_PAGE_SIZE, InvalidCursor
 from templates.scratch import scratch_url
-from templates.database import DatabaseSettings
-from templates.fastapi_integration import create_lifespan, get_session, install_error_handlers
 from templates.sqlmodel_session import create_sqlmodel_sessionmaker, exec_page
 
 # No `from __future__ import annotations` in a module with table models: SQLModel would see
@@ -219,8 +219,10 @@ def create_app(settings: DatabaseSettings, *, with_tables: bool = True) -> FastA
 
 def expect(response: httpx.Response, status: int) -> httpx.Response:
     if response.status_code != status:
-        raise AssertionError(f"{response.request.method} {response.request.url.path}: expected {status}, "
-                             f"got {response.status_code} {response.text[:300]}")
+        raise AssertionError(
+            f"{response.request.method} {response.request.url.path}: expected {status}, "
+            f"got {response.status_code} {response.text[:300]}"
+        )
     return response
 
 
@@ -240,19 +242,28 @@ async def main() -> None:
                     stored = (await session.exec(select(func.count()).select_from(User))).one()
                 if stored != 1:
                     raise AssertionError(f"expected 1 user stored, found {stored}")
-                print(f"POST /users 201, same email again {dup.status_code}, rows stored: {stored} ({engine.dialect.name})")
+                print(
+                    f"POST /users 201, same email again {dup.status_code}, rows stored: {stored} ({engine.dialect.name})"
+                )
 
                 expect(await client.post("/users", json={"email": "not-an-email", "name": "x"}), 422)
                 expect(await client.post("/users", json={"email": "b@example.com"}), 422)
-                expect(await client.post("/users", json={"email": "b@example.com", "name": "B", "id": str(uuid.uuid4())}), 422)
+                expect(
+                    await client.post("/users", json={"email": "b@example.com", "name": "B", "id": str(uuid.uuid4())}),
+                    422,
+                )
                 expect(await client.post("/users", json={"email": "b@example.com", "name": "B\x00"}), 422)
                 expect(await client.get("/users/not-a-uuid"), 422)
                 print("invalid bodies, unknown fields, NUL and malformed ids: 422")
 
                 expect(await client.post(f"/users/{ada['id']}/posts", json={"title": "Hello", "body": "first"}), 201)
                 expect(await client.post(f"/users/{uuid.uuid4()}/posts", json={"title": "orphan"}), 404)
-                others = [expect(await client.post("/users", json={"email": f"u{i}@example.com", "name": f"User {i}"}), 201)
-                          .json() for i in range(5)]
+                others = [
+                    expect(
+                        await client.post("/users", json={"email": f"u{i}@example.com", "name": f"User {i}"}), 201
+                    ).json()
+                    for i in range(5)
+                ]
                 for other in others[:2]:
                     expect(await client.post(f"/users/{other['id']}/posts", json={"title": "hi"}), 201)
 
@@ -271,7 +282,9 @@ async def main() -> None:
                 if len(seen) != 6 or len(set(seen)) != 6:
                     raise AssertionError(f"pagination returned {len(seen)} ids ({len(set(seen))} distinct), expected 6")
                 if len(queries.selects()) > 2 * pages:
-                    raise AssertionError(f"{len(queries.selects())} SELECTs for {pages} pages: expected at most 2 per page")
+                    raise AssertionError(
+                        f"{len(queries.selects())} SELECTs for {pages} pages: expected at most 2 per page"
+                    )
                 ada_posts = [post["title"] for item in items if item["id"] == ada["id"] for post in item["posts"]]
                 if ada_posts != ["Hello"]:
                     raise AssertionError(f"Ada's posts in the list: {ada_posts}")

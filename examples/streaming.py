@@ -162,10 +162,13 @@ async def main() -> None:
 
         async with sessionmaker() as session:
             got = await payload_chars_of_kind(session, "buy", 30_000, BATCH)
-            want = (await session.execute(
-                select(func.count(), func.sum(func.length(StreamEvent.payload)))
-                .where(StreamEvent.kind == "buy", StreamEvent.id <= 30_000)
-            )).one()
+            want = (
+                await session.execute(
+                    select(func.count(), func.sum(func.length(StreamEvent.payload))).where(
+                        StreamEvent.kind == "buy", StreamEvent.id <= 30_000
+                    )
+                )
+            ).one()
         if got != tuple(want):
             raise AssertionError(f"row-by-row stream gave {got}, SQL says {tuple(want)}")
         print(f"async for over result.scalars(): {got[0]} 'buy' rows, matches COUNT/SUM in SQL")

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
 class TxAccount(Base):
     __tablename__ = "tx_accounts"
 
@@ -108,7 +109,7 @@ async def transfer(
         stmt = select(TxAccount).where(TxAccount.id.in_([src, dst])).order_by(TxAccount.id).with_for_update()
         accounts = {account.id: account for account in await session.scalars(stmt)}
         if len(accounts) != 2:
-            raise LookupError(f"no account {({src, dst} - accounts.keys())}")
+            raise LookupError(f"no account { ({src, dst} - accounts.keys()) }")
         if accounts[src].balance < amount:
             raise ValueError(f"insufficient funds in account {src}")  # not retried; rolled back
         accounts[src].balance -= amount
@@ -182,13 +183,7 @@ async def crossed_transfers(
 
 async def claim_job(session: AsyncSession, worker: str) -> TxJob | None:
     """Take the oldest unclaimed job that no other transaction has locked (a queue worker)."""
-    stmt = (
-        select(TxJob)
-        .where(TxJob.claimed_by.is_(None))
-        .order_by(TxJob.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
+    stmt = select(TxJob).where(TxJob.claimed_by.is_(None)).order_by(TxJob.id).limit(1).with_for_update(skip_locked=True)
     job = await session.scalar(stmt)
     if job is not None:
         job.claimed_by = worker

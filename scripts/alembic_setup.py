@@ -42,7 +42,8 @@ def model_submodules(package: Any) -> list[str]:
     import pkgutil
 
     return [
-        info.name for info in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=f"{package.__name__}.")
+        info.name
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=f"{package.__name__}.")
         if not any(part in SKIPPED_PARTS or part.startswith("test_") for part in info.name.split("."))
     ]
 
@@ -71,7 +72,7 @@ def check_metadata(spec: str, project: Path, models: list[str] | None = None) ->
     def load(name: str) -> Any:
         try:
             return importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - any import failure is the user's module's
+        except Exception as exc:
             raise MetadataError(f"cannot import module {name!r} (from {root}): {type(exc).__name__}: {exc}") from None
 
     try:
@@ -85,13 +86,15 @@ def check_metadata(spec: str, project: Path, models: list[str] | None = None) ->
                 raise MetadataError(f"module {module_name!r} has no attribute {attr!r} (missing {part!r})")
             obj = getattr(obj, part)
         if isinstance(obj, MetaData) or (
-                isinstance(obj, (list, tuple)) and obj and all(isinstance(m, MetaData) for m in obj)):
+            isinstance(obj, (list, tuple)) and obj and all(isinstance(m, MetaData) for m in obj)
+        ):
             metadata, resolved = obj, spec
         elif isinstance(getattr(obj, "metadata", None), MetaData):
             metadata, resolved = obj.metadata, f"{spec}.metadata"
         else:
             raise MetadataError(
-                f"{spec!r} is a {type(obj).__name__}, not a sqlalchemy MetaData (try MODULE:Base.metadata)")
+                f"{spec!r} is a {type(obj).__name__}, not a sqlalchemy MetaData (try MODULE:Base.metadata)"
+            )
         check = MetadataCheck(resolved, count_tables(metadata), list(models or []))
         if models:
             return check
@@ -104,7 +107,7 @@ def check_metadata(spec: str, project: Path, models: list[str] | None = None) ->
             before = count_tables(metadata)
             try:
                 importlib.import_module(sub)
-            except Exception as exc:  # noqa: BLE001 - a module that cannot import holds no model env.py can use
+            except Exception as exc:
                 check.skipped.append(f"{sub}: {type(exc).__name__}: {exc}")
                 continue
             if count_tables(metadata) > before:
@@ -126,8 +129,9 @@ def ini_value(text: str, key: str) -> str | None:
 def render_ini(metadata: str, directory: str, import_models: list[str] | None = None) -> str:
     text = (TEMPLATES / "alembic.ini").read_text()
     location = directory if Path(directory).is_absolute() else f"%(here)s/{Path(directory).as_posix()}"
-    text = re.sub(r"(?m)^script_location = .*$",
-                  lambda m: f"script_location = {escape_ini(location, keep_here=True)}", text)
+    text = re.sub(
+        r"(?m)^script_location = .*$", lambda m: f"script_location = {escape_ini(location, keep_here=True)}", text
+    )
     if import_models:
         text = re.sub(r"(?m)^# import_models = .*$", lambda m: f"import_models = {' '.join(import_models)}", text)
     return re.sub(r"(?m)^target_metadata = .*$", lambda m: f"target_metadata = {metadata}", text)
@@ -166,14 +170,16 @@ def describe_text_differences(existing: str, wanted: str) -> list[str]:
     import difflib
 
     changed = [
-        ln for ln in difflib.unified_diff(existing.splitlines(), wanted.splitlines(), lineterm="", n=0)
+        ln
+        for ln in difflib.unified_diff(existing.splitlines(), wanted.splitlines(), lineterm="", n=0)
         if ln[:1] in "+-" and not ln.startswith(("+++", "---"))
     ]
     return [f"differs from the template ({len(changed)} changed lines)"]
 
 
-def plan_setup(project: Path, metadata: str, directory: str, import_models: list[str] | None = None
-               ) -> list[PlannedFile]:
+def plan_setup(
+    project: Path, metadata: str, directory: str, import_models: list[str] | None = None
+) -> list[PlannedFile]:
     """The files setup writes, each marked create / unchanged / replace."""
     mig = Path(directory)
     wanted: list[tuple[Path, str, str]] = [
@@ -193,6 +199,10 @@ def plan_setup(project: Path, metadata: str, directory: str, import_models: list
         if existing == content:
             plans.append(PlannedFile(shown, "unchanged", content=content))
         else:
-            diffs = describe_ini_differences(existing, content) if kind == "ini" else describe_text_differences(existing, content)
+            diffs = (
+                describe_ini_differences(existing, content)
+                if kind == "ini"
+                else describe_text_differences(existing, content)
+            )
             plans.append(PlannedFile(shown, "replace", diffs, content=content))
     return plans

@@ -120,17 +120,23 @@ class ConnectionReport:
             tls = f"in use ({self.tls_version}, {self.tls_cipher})" if self.tls else "not in use"
             lines.append(f"  TLS          {tls}")
         if self.connect_ms is not None:
-            lines.append(f"  latency      connect {self.connect_ms} ms (first connect incl. dialect setup "
-                         f"{self.first_connect_ms} ms), SELECT 1 {self.select1_ms} ms")
+            lines.append(
+                f"  latency      connect {self.connect_ms} ms (first connect incl. dialect setup "
+                f"{self.first_connect_ms} ms), SELECT 1 {self.select1_ms} ms"
+            )
         cap = self.capacity
         if cap:
             app = cap.app_max_connections
             lines.append(
                 f"  capacity     app may open {app if app is not None else 'unlimited'} "
                 f"({cap.workers} workers x (pool_size {cap.pool_size} + max_overflow {cap.max_overflow}))"
-                + (f"; server allows {cap.available_to_app} (max_connections {cap.server_max_connections}"
-                   f", {cap.reserved_connections} reserved), {cap.in_use_now} open now"
-                   if cap.server_max_connections is not None else ""))
+                + (
+                    f"; server allows {cap.available_to_app} (max_connections {cap.server_max_connections}"
+                    f", {cap.reserved_connections} reserved), {cap.in_use_now} open now"
+                    if cap.server_max_connections is not None
+                    else ""
+                )
+            )
         elif self.max_connections is not None:
             lines.append(f"  max_connections {self.max_connections}")
         if self.corrected_url:
@@ -154,9 +160,16 @@ def strip_background(text: str) -> str:
 # --- the check ----------------------------------------------------------------------------------
 
 
-def check_connection(url: str | None, *, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None,
-                     pool_size: int | None = None, max_overflow: int | None = None,
-                     started: float | None = None, how: str = "pass it as the first argument") -> ConnectionReport:
+def check_connection(
+    url: str | None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    workers: int | None = None,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    started: float | None = None,
+    how: str = "pass it as the first argument",
+) -> ConnectionReport:
     """Check ``url`` (else ``$DATABASE_URL``) as an async app would use it; see the module docstring.
 
     ``workers``/``pool_size``/``max_overflow``: the app's pool, compared with the server's limit when
@@ -168,7 +181,7 @@ def check_connection(url: str | None, *, timeout: float = DEFAULT_TIMEOUT, worke
     pool = (workers, pool_size, max_overflow)
     try:
         report = run_checks(report, url, timeout=timeout, pool=pool, started=started, how=how)
-    except Exception as exc:  # noqa: BLE001 - a bug here is reported (masked), never a traceback
+    except Exception as exc:
         report.fail(sl.EXIT_PROBLEMS, "other", f"internal error {type(exc).__name__}: {exc}")
     report.elapsed_ms = round((time.monotonic() - started) * 1000, 1)
     report.warnings, more = sl.bounded(report.warnings, MAX_WARNINGS)
@@ -177,8 +190,9 @@ def check_connection(url: str | None, *, timeout: float = DEFAULT_TIMEOUT, worke
     return report
 
 
-def run_checks(report: ConnectionReport, raw: str | None, *, timeout: float, pool: tuple[int | None, ...],
-               started: float, how: str) -> ConnectionReport:
+def run_checks(
+    report: ConnectionReport, raw: str | None, *, timeout: float, pool: tuple[int | None, ...], started: float, how: str
+) -> ConnectionReport:
     """The steps in order; each failure fills ``report`` and ends the check."""
     sl.register_url_secrets(raw)
     for module in ("sqlalchemy", "greenlet"):
@@ -186,10 +200,12 @@ def run_checks(report: ConnectionReport, raw: str | None, *, timeout: float, poo
             __import__(module)
         except ImportError:
             report.pip_package = "sqlalchemy[asyncio]"
-            report.fail(sl.EXIT_ENV, "driver_missing",
-                        f"Python module {module!r} is not importable by {sys.executable}",
-                        "pip install 'sqlalchemy[asyncio]' in the app's environment "
-                        "(or set PYTHON=/path/to/venv/bin/python)")
+            report.fail(
+                sl.EXIT_ENV,
+                "driver_missing",
+                f"Python module {module!r} is not importable by {sys.executable}",
+                "pip install 'sqlalchemy[asyncio]' in the app's environment (or set PYTHON=/path/to/venv/bin/python)",
+            )
             return report
     try:
         checked = sl.check_url(raw, how=how)
@@ -217,12 +233,20 @@ def run_checks(report: ConnectionReport, raw: str | None, *, timeout: float, poo
         # time): answer just before the deadline from a copy the thread cannot change any more, and leave
         # that thread behind
         stuck = dataclasses.replace(report, warnings=list(report.warnings), threads_abandoned=True)
-        return stuck.fail(sl.EXIT_PROBLEMS, "timeout", f"no result within {timeout:g} s (stuck {stage(report, url)})",
-                          hint_for("timeout", url, timeout))
+        return stuck.fail(
+            sl.EXIT_PROBLEMS,
+            "timeout",
+            f"no result within {timeout:g} s (stuck {stage(report, url)})",
+            hint_for("timeout", url, timeout),
+        )
     if isinstance(outcome, (asyncio.TimeoutError, TimeoutError)):
         report.threads_abandoned = True  # e.g. a getaddrinfo() thread of the loop's default executor
-        return report.fail(sl.EXIT_PROBLEMS, "timeout", f"no answer within {timeout:g} s ({stage(report, url)})",
-                           hint_for("timeout", url, timeout))
+        return report.fail(
+            sl.EXIT_PROBLEMS,
+            "timeout",
+            f"no answer within {timeout:g} s ({stage(report, url)})",
+            hint_for("timeout", url, timeout),
+        )
     if isinstance(outcome, BaseException):
         option = rejected_keyword(outcome)
         if option is not None:
@@ -265,7 +289,7 @@ def run_bounded(coro: Any, budget: float) -> Any:
         try:
             loop.run_until_complete(asyncio.wait_for(coro, budget))
             outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:
             outcome.append(exc)
 
     thread = threading.Thread(target=runner, name="test-connection-check", daemon=True)
@@ -279,15 +303,21 @@ def sqlite_target(url: Any, report: ConnectionReport) -> Any:
     database = url.database
     if not database or database == ":memory:" or database.startswith("file::memory:") or url.query.get("uri"):
         if not database or "memory" in database:
-            report.warnings.append("in-memory SQLite: every connection sees its own empty database "
-                                   "unless the engine uses one shared connection (StaticPool)")
+            report.warnings.append(
+                "in-memory SQLite: every connection sees its own empty database "
+                "unless the engine uses one shared connection (StaticPool)"
+            )
         return url
     path = Path(database).expanduser().resolve()
     report.database = str(path)
     if not path.is_file():
-        report.fail(sl.EXIT_PROBLEMS, "database_missing", f"SQLite file {str(path)!r} does not exist",
-                    "check the path (three slashes = relative to the working directory, four = absolute: "
-                    "sqlite+aiosqlite:////abs/path.db); run migrations to create it")
+        report.fail(
+            sl.EXIT_PROBLEMS,
+            "database_missing",
+            f"SQLite file {str(path)!r} does not exist",
+            "check the path (three slashes = relative to the working directory, four = absolute: "
+            "sqlite+aiosqlite:////abs/path.db); run migrations to create it",
+        )
         return None
     return url.set(database=f"file:{quote(str(path))}?mode=ro", query={**url.query, "uri": "true"})
 
@@ -352,12 +382,16 @@ async def server_facts(conn: Any, report: ConnectionReport) -> ServerLimits:
     limits = ServerLimits()
     name = conn.dialect.name
     if name == "postgresql":
-        row = (await conn.execute(text(
-            "SELECT current_setting('server_version'), current_database(), current_user, "
-            "current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int, "
-            "coalesce(current_setting('reserved_connections', true), '0')::int, "
-            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-        ))).one()
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT current_setting('server_version'), current_database(), current_user, "
+                    "current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int, "
+                    "coalesce(current_setting('reserved_connections', true), '0')::int, "
+                    "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+                )
+            )
+        ).one()
         report.server_version, report.database, report.user = f"PostgreSQL {row[0]}", row[1], row[2]
         report.max_connections = row[3]
         limits.reserved = 0 if row[6] else row[4] + row[5]  # superusers may use the reserved slots
@@ -367,9 +401,11 @@ async def server_facts(conn: Any, report: ConnectionReport) -> ServerLimits:
         busy = await optional_row(conn, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
         limits.in_use = int(busy[0]) - 1 if busy is not None else None  # minus this connection
     elif name in ("mysql", "mariadb"):
-        row = (await conn.execute(text(
-            "SELECT VERSION(), DATABASE(), CURRENT_USER(), @@max_connections, @@max_user_connections"
-        ))).one()
+        row = (
+            await conn.execute(
+                text("SELECT VERSION(), DATABASE(), CURRENT_USER(), @@max_connections, @@max_user_connections")
+            )
+        ).one()
         version = str(row[0])
         product = "MariaDB" if "mariadb" in version.lower() else "MySQL"
         report.server_version, report.database, report.user = f"{product} {version}", row[1], row[2]
@@ -392,13 +428,21 @@ async def server_facts(conn: Any, report: ConnectionReport) -> ServerLimits:
         report.server_version = str(getattr(conn.dialect, "server_version_info", "") or "") or None
     host = report.host
     if report.tls is False and host and not host.startswith("/") and host not in LOCAL_HOSTS:
-        report.warnings.append(f"the connection to {host} is not encrypted (TLS not in use); "
-                               "require it in production (asyncpg: ?ssl=require, aiomysql: ssl connect_args)")
+        report.warnings.append(
+            f"the connection to {host} is not encrypted (TLS not in use); "
+            "require it in production (asyncpg: ?ssl=require, aiomysql: ssl connect_args)"
+        )
     return limits
 
 
-def check_capacity(report: ConnectionReport, limits: ServerLimits, *, workers: int | None, pool_size: int | None,
-                   max_overflow: int | None) -> None:
+def check_capacity(
+    report: ConnectionReport,
+    limits: ServerLimits,
+    *,
+    workers: int | None,
+    pool_size: int | None,
+    max_overflow: int | None,
+) -> None:
     """Fill ``report.capacity`` and warn when the app's pools can exceed what the server allows."""
     pool_size = 5 if pool_size is None else pool_size  # SQLAlchemy's QueuePool defaults
     max_overflow = 10 if max_overflow is None else max_overflow
@@ -406,10 +450,17 @@ def check_capacity(report: ConnectionReport, limits: ServerLimits, *, workers: i
     unlimited = pool_size == 0 or max_overflow < 0
     per_process = None if unlimited else pool_size + max_overflow
     app = None if per_process is None else workers * per_process
-    cap = Capacity(workers=workers, pool_size=pool_size, max_overflow=max_overflow, per_process=per_process,
-                   app_max_connections=app, server_max_connections=report.max_connections,
-                   reserved_connections=limits.reserved, in_use_now=limits.in_use,
-                   max_user_connections=limits.max_user_connections)
+    cap = Capacity(
+        workers=workers,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        per_process=per_process,
+        app_max_connections=app,
+        server_max_connections=report.max_connections,
+        reserved_connections=limits.reserved,
+        in_use_now=limits.in_use,
+        max_user_connections=limits.max_user_connections,
+    )
     report.capacity = cap
     if report.max_connections is None:
         report.warnings.append(f"{report.backend} has no server connection limit to compare the pool with")
@@ -422,7 +473,8 @@ def check_capacity(report: ConnectionReport, limits: ServerLimits, *, workers: i
         cap.exceeds = True
         report.warnings.append(
             f"the pool has no upper bound (pool_size={pool_size}, max_overflow={max_overflow}): under load the "
-            f"app can open more than the {available} connections the server allows ({limit_name})")
+            f"app can open more than the {available} connections the server allows ({limit_name})"
+        )
         return
     formula = f"{workers} workers x (pool_size {pool_size} + max_overflow {max_overflow}) = {app}"
     if app > available:
@@ -430,12 +482,14 @@ def check_capacity(report: ConnectionReport, limits: ServerLimits, *, workers: i
         report.warnings.append(
             f"{formula} exceeds the {available} connections the server allows ({limit_name}): under load "
             "connects fail with 'too many connections'; lower pool_size/max_overflow or workers, raise "
-            "max_connections, or put a pooler (PgBouncer/ProxySQL) in front")
+            "max_connections, or put a pooler (PgBouncer/ProxySQL) in front"
+        )
     elif in_use is not None and app + in_use > available:
         cap.exceeds = True
         report.warnings.append(
             f"{formula} fits {limit_name}, but {in_use} other connections are open now, leaving "
-            f"{max(available - in_use, 0)}: the app could exhaust the server together with the other clients")
+            f"{max(available - in_use, 0)}: the app could exhaust the server together with the other clients"
+        )
     if limits.max_user_connections is not None and app > limits.max_user_connections:
         cap.exceeds = True
         report.warnings.append(f"{formula} exceeds max_user_connections {limits.max_user_connections} for this account")

@@ -51,11 +51,21 @@ ERRNOS = {
 }
 # for drivers whose connect errors carry no code (psycopg, libpq text); first match wins
 MESSAGE_PATTERNS = [
-    ((r"password authentication failed|authentication failed|access denied|role \S+ does not exist|"
-      r"no pg_hba\.conf entry|permission denied for database"), "authentication"),
+    (
+        (
+            r"password authentication failed|authentication failed|access denied|role \S+ does not exist|"
+            r"no pg_hba\.conf entry|permission denied for database"
+        ),
+        "authentication",
+    ),
     (r"database \S+ does not exist|unknown database", "database_missing"),
-    ((r"could not translate host name|name or service not known|nodename nor servname|"
-      r"temporary failure in name resolution|getaddrinfo failed|unknown mysql server host"), "dns"),
+    (
+        (
+            r"could not translate host name|name or service not known|nodename nor servname|"
+            r"temporary failure in name resolution|getaddrinfo failed|unknown mysql server host"
+        ),
+        "dns",
+    ),
     (r"connection refused|connect call failed", "refused"),
     (r"too many (connections|clients)|remaining connection slots", "too_many_connections"),
     (r"timeout expired|timed out", "timeout"),
@@ -63,8 +73,19 @@ MESSAGE_PATTERNS = [
     (r"the database system is (starting up|shutting down|in recovery)", "server_unavailable"),
     (r"file is not a database|database disk image is malformed", "not_a_database"),
 ]
-ERROR_KINDS = ("dns", "refused", "timeout", "authentication", "database_missing", "ssl", "too_many_connections",
-               "server_unavailable", "unreachable", "not_a_database", "other")
+ERROR_KINDS = (
+    "dns",
+    "refused",
+    "timeout",
+    "authentication",
+    "database_missing",
+    "ssl",
+    "too_many_connections",
+    "server_unavailable",
+    "unreachable",
+    "not_a_database",
+    "other",
+)
 
 
 def exception_chain(exc: BaseException) -> list[BaseException]:
@@ -132,20 +153,20 @@ def hint_for(kind: str, url: Any, timeout: float) -> str:
     user = url.username or "(none)"
     hints = {
         "dns": f"host {host!r} does not resolve: check its spelling; in Docker Compose use the service name; "
-               "from inside a container 'localhost' is the container itself",
+        "from inside a container 'localhost' is the container itself",
         "refused": f"nothing accepts connections on {host}:{port}: is the server running, on this port, listening "
-                   "on this interface (listen_addresses / bind-address), with the container port published?",
+        "on this interface (listen_addresses / bind-address), with the container port published?",
         "timeout": f"no answer within {timeout:g} s from {host}:{port}: a firewall/security group dropping packets, "
-                   "a wrong port where something else listens, or an overloaded server; raise --timeout on slow links",
+        "a wrong port where something else listens, or an overloaded server; raise --timeout on slow links",
         "authentication": f"the server rejected user {user!r}: check user and password (URL-encode special "
-                          "characters in the password: @ -> %40, : -> %3A, / -> %2F, # -> %23), and that the "
-                          "server lets this user connect from this host (pg_hba.conf / MySQL 'user'@'host' grants)",
+        "characters in the password: @ -> %40, : -> %3A, / -> %2F, # -> %23), and that the "
+        "server lets this user connect from this host (pg_hba.conf / MySQL 'user'@'host' grants)",
         "database_missing": f"database {url.database!r} does not exist on the server: create it "
-                            "(CREATE DATABASE ...) or fix the name after the last '/' in the URL",
+        "(CREATE DATABASE ...) or fix the name after the last '/' in the URL",
         "ssl": "TLS negotiation failed: the URL asks for TLS the server does not offer (asyncpg ?ssl=require), or "
-               "the certificate did not verify; match the server's TLS setup",
+        "the certificate did not verify; match the server's TLS setup",
         "too_many_connections": "the server has no free connection slots: close idle clients, lower the apps' "
-                                "pool sizes (see --workers/--pool-size/--max-overflow) or raise max_connections",
+        "pool sizes (see --workers/--pool-size/--max-overflow) or raise max_connections",
         "server_unavailable": "the server is starting up, shutting down or in recovery: retry shortly",
         "unreachable": f"no network route to {host}: check the address, VPN and network setup",
         "not_a_database": f"{url.database!r} exists but is not an SQLite database (or is damaged): check the path",

@@ -31,12 +31,17 @@ class EnumDrift:
         where = self.type_name and f"enum type {self.type_name}" or f"ENUM column {', '.join(self.tables)}"
         parts = []
         if self.missing_in_database:
-            parts.append(f"the models have {', '.join(map(repr, self.missing_in_database))}, which {where} in the "
-                         "database lacks (inserting them fails); autogenerate does not write this: add "
-                         + "; ".join(f'op.execute("{s}")' for s in self.statements) + " to a revision")
+            parts.append(
+                f"the models have {', '.join(map(repr, self.missing_in_database))}, which {where} in the "
+                "database lacks (inserting them fails); autogenerate does not write this: add "
+                + "; ".join(f'op.execute("{s}")' for s in self.statements)
+                + " to a revision"
+            )
         if self.extra_in_database:
-            parts.append(f"{where} in the database also has {', '.join(map(repr, self.extra_in_database))}, which "
-                         "the models lack (rows may still hold it; removing a value needs a data migration)")
+            parts.append(
+                f"{where} in the database also has {', '.join(map(repr, self.extra_in_database))}, which "
+                "the models lack (rows may still hold it; removing a value needs a data migration)"
+            )
         return "; ".join(parts)
 
 
@@ -63,10 +68,12 @@ def quote_literal(value: str) -> str:
 
 
 def postgresql_drift(conn: Connection, metadata: MetaData | list[MetaData]) -> list[EnumDrift]:
-    rows = conn.execute(text(
-        "SELECT n.nspname, t.typname, e.enumlabel FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid "
-        "JOIN pg_namespace n ON n.oid = t.typnamespace ORDER BY n.nspname, t.typname, e.enumsortorder"
-    )).all()
+    rows = conn.execute(
+        text(
+            "SELECT n.nspname, t.typname, e.enumlabel FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid "
+            "JOIN pg_namespace n ON n.oid = t.typnamespace ORDER BY n.nspname, t.typname, e.enumsortorder"
+        )
+    ).all()
     current = conn.execute(text("SELECT current_schema()")).scalar()
     labels: dict[tuple[str, str], list[str]] = {}
     for schema, name, label in rows:
@@ -91,8 +98,11 @@ def postgresql_drift(conn: Connection, metadata: MetaData | list[MetaData]) -> l
         statements = []
         for value in missing:
             before = [v for v in want[: want.index(value)] if v in have or v in missing]
-            position = f" AFTER {quote_literal(before[-1])}" if before else (
-                f" BEFORE {quote_literal(have[0])}" if have else "")
+            position = (
+                f" AFTER {quote_literal(before[-1])}"
+                if before
+                else (f" BEFORE {quote_literal(have[0])}" if have else "")
+            )
             statements.append(f"ALTER TYPE {qualified} ADD VALUE IF NOT EXISTS {quote_literal(value)}{position}")
         drifts.append(EnumDrift(name, users, missing, extra, statements))
     return drifts
@@ -102,13 +112,16 @@ ENUM_LABEL = re.compile(r"'((?:[^']|'')*)'")
 
 
 def mysql_drift(conn: Connection, metadata: MetaData | list[MetaData]) -> list[EnumDrift]:
-    rows = conn.execute(text(
-        "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
-        "WHERE DATA_TYPE = 'enum' AND TABLE_SCHEMA = DATABASE()"
-    )).all()
+    rows = conn.execute(
+        text(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+            "WHERE DATA_TYPE = 'enum' AND TABLE_SCHEMA = DATABASE()"
+        )
+    ).all()
     current = conn.execute(text("SELECT DATABASE()")).scalar()
-    columns = {(s, t.lower(), c.lower()): [m.replace("''", "'") for m in ENUM_LABEL.findall(ct)]
-               for s, t, c, ct in rows}
+    columns = {
+        (s, t.lower(), c.lower()): [m.replace("''", "'") for m in ENUM_LABEL.findall(ct)] for s, t, c, ct in rows
+    }
     drifts = []
     for schema, table, column, enum, nullable in model_enums(metadata):
         have = columns.get((schema or current, table.lower(), column.lower()))
@@ -121,8 +134,7 @@ def mysql_drift(conn: Connection, metadata: MetaData | list[MetaData]) -> list[E
             continue
         labels = ", ".join(quote_literal(v) for v in want + [v for v in extra])  # keep values rows may hold
         # MODIFY COLUMN restates the whole column: repeat its DEFAULT / COMMENT if it has them
-        statement = (f"ALTER TABLE {table} MODIFY COLUMN {column} ENUM({labels})"
-                     f"{'' if nullable else ' NOT NULL'}")
+        statement = f"ALTER TABLE {table} MODIFY COLUMN {column} ENUM({labels}){'' if nullable else ' NOT NULL'}"
         drifts.append(EnumDrift(None, [f"{table}.{column}"], missing, extra, [statement] if missing else []))
     return drifts
 

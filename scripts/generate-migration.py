@@ -23,9 +23,24 @@ if sys.version_info < (3, 10):
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scriptlib import (  # noqa: E402
-    EXIT_ENV, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, ArgumentParser, EnvironmentProblem, UsageError, bounded, check_url,
-    emit, fail, mask, masked_url, require_driver, require_module, shorten, wants_json,
+from scriptlib import (
+    EXIT_ENV,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    ArgumentParser,
+    EnvironmentProblem,
+    UsageError,
+    bounded,
+    check_url,
+    emit,
+    fail,
+    mask,
+    masked_url,
+    require_driver,
+    require_module,
+    shorten,
+    wants_json,
 )
 
 EPILOG = """\
@@ -66,8 +81,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("message", metavar="MESSAGE", help='what the revision does, e.g. "add user email"')
     parser.add_argument("--url", metavar="URL", help="database URL (default: $DATABASE_URL)")
     parser.add_argument("--config", default="alembic.ini", metavar="PATH", help="alembic.ini (default: ./alembic.ini)")
-    parser.add_argument("--roundtrip", action="store_true",
-                        help="apply upgrade -> downgrade -> upgrade on a scratch database and report the failing step")
+    parser.add_argument(
+        "--roundtrip",
+        action="store_true",
+        help="apply upgrade -> downgrade -> upgrade on a scratch database and report the failing step",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
@@ -104,11 +122,13 @@ def shown_path(path: Path) -> str:
 def roundtrip(ini: Path, url: Any, as_json: bool) -> dict[str, Any]:
     """upgrade head -> downgrade -1 -> upgrade head on a scratch database."""
     from alembic import command
-
     from scratch_db import scratch_database
 
-    steps = [("upgrade head", command.upgrade, "head"), ("downgrade -1", command.downgrade, "-1"),
-             ("upgrade head again", command.upgrade, "head")]
+    steps = [
+        ("upgrade head", command.upgrade, "head"),
+        ("downgrade -1", command.downgrade, "-1"),
+        ("upgrade head again", command.upgrade, "head"),
+    ]
     passed: list[str] = []
     saved = os.environ.get("DATABASE_URL")
     try:
@@ -119,10 +139,10 @@ def roundtrip(ini: Path, url: Any, as_json: bool) -> dict[str, Any]:
             for label, fn, target in steps:
                 try:
                     run_alembic(fn, cfg, target)
-                except Exception as exc:  # noqa: BLE001 - report the step, not a traceback
+                except Exception as exc:
                     return {"ok": False, "failed_step": label, "error": one_line(exc), "passed": passed}
                 passed.append(label)
-    except Exception as exc:  # noqa: BLE001 - creating/dropping the scratch database failed
+    except Exception as exc:
         step = "drop scratch database" if len(passed) == len(steps) else "create scratch database"
         return {"ok": False, "failed_step": step, "error": one_line(exc), "passed": passed}
     finally:
@@ -155,12 +175,15 @@ def capture_target_metadata() -> Iterator[dict[str, Any]]:
 
 def check_enums(url: Any, metadata: Any) -> list[Any]:
     """``enum_drift`` on a connection of our own (read-only catalog queries)."""
+    from enum_drift import enum_drift, model_enums
     from sqlalchemy.ext.asyncio import create_async_engine
     from sqlalchemy.pool import NullPool
 
-    from enum_drift import enum_drift, model_enums
-
-    if metadata is None or url.get_backend_name() not in ("postgresql", "mysql", "mariadb") or not model_enums(metadata):
+    if (
+        metadata is None
+        or url.get_backend_name() not in ("postgresql", "mysql", "mariadb")
+        or not model_enums(metadata)
+    ):
         return []
 
     async def run() -> list[Any]:
@@ -187,13 +210,14 @@ def generate(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
 
     ini = Path(args.config)
     if not ini.is_file():
-        raise EnvironmentProblem(f"no Alembic setup: {shown_path(ini)} not found (run setup-alembic.sh --metadata "
-                                 "MODULE:ATTR in the project root, or pass --config)")
+        raise EnvironmentProblem(
+            f"no Alembic setup: {shown_path(ini)} not found (run setup-alembic.sh --metadata "
+            "MODULE:ATTR in the project root, or pass --config)"
+        )
 
     from alembic import command
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
-
     from revision_review import review_revision
 
     raw = url.render_as_string(hide_password=False)
@@ -212,17 +236,20 @@ def generate(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
     except CommandError as exc:
         text = str(exc)
         if "not up to date" in text:
-            raise Problem(f"the database at {masked_url(url)} is not at the latest revision; run "
-                          "'alembic upgrade head' with the same DATABASE_URL first, then generate again") from None
+            raise Problem(
+                f"the database at {masked_url(url)} is not at the latest revision; run "
+                "'alembic upgrade head' with the same DATABASE_URL first, then generate again"
+            ) from None
         if "heads" in text.lower():
             raise Problem(f"alembic: {text} (merge them first: alembic merge heads -m 'merge heads')") from None
         raise Problem(f"alembic: {mask(text)}") from None
     except ModuleNotFoundError as exc:
-        raise EnvironmentProblem(f"env.py could not import {exc.name!r}: {one_line(exc)} (install it, or fix "
-                                 "target_metadata in alembic.ini)") from None
+        raise EnvironmentProblem(
+            f"env.py could not import {exc.name!r}: {one_line(exc)} (install it, or fix target_metadata in alembic.ini)"
+        ) from None
     except (OSError, ConnectionError) as exc:
         raise Problem(f"cannot connect to {masked_url(url)}: {one_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - DB errors, errors in the user's env.py/models
+    except Exception as exc:
         raise Problem(f"autogenerate failed against {masked_url(url)}: {one_line(exc)}") from None
 
     scripts = produced if isinstance(produced, list) else [produced] if produced is not None else []
@@ -241,35 +268,59 @@ def generate(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
     drift_error: str | None = None
     try:
         drifts = check_enums(url, captured.get("metadata"))
-    except Exception as exc:  # noqa: BLE001 - the check is extra: say it could not run, keep the revision
+    except Exception as exc:
         drifts, drift_error = [], one_line(exc)
     if review is not None:  # MySQL/MariaDB: autogenerate compares ENUM columns itself and wrote the change
-        altered = {f"{o.table}.{o.column}" for o in review.operations
-                   if o.op == "alter_column" and any(k.arg == "type_" for k in o.node.keywords)}
+        altered = {
+            f"{o.table}.{o.column}"
+            for o in review.operations
+            if o.op == "alter_column" and any(k.arg == "type_" for k in o.node.keywords)
+        }
         drifts = [d for d in drifts if not (d.type_name is None and set(d.tables) <= altered)]
-    drift_json = [{"rule": "enum_drift", "type": d.type_name, "columns": d.tables,
-                   "missing_in_database": d.missing_in_database, "extra_in_database": d.extra_in_database,
-                   "statements": d.statements, "message": d.message()} for d in drifts]
+    drift_json = [
+        {
+            "rule": "enum_drift",
+            "type": d.type_name,
+            "columns": d.tables,
+            "missing_in_database": d.missing_in_database,
+            "extra_in_database": d.extra_in_database,
+            "statements": d.statements,
+            "message": d.message(),
+        }
+        for d in drifts
+    ]
     drift_lines = [f"  [enum_drift] {d.message()}" for d in drifts]
     drift_lines += [f"  enum check could not run: {drift_error}"] if drift_error else []
     code = EXIT_PROBLEMS if any(d.missing_in_database for d in drifts) else EXIT_OK
 
     if review is None:
-        result = {"ok": code == EXIT_OK, **EMPTY_RESULT, "enum_drift": drift_json,
-                  "message": "no changes: the models match the database"}
+        result = {
+            "ok": code == EXIT_OK,
+            **EMPTY_RESULT,
+            "enum_drift": drift_json,
+            "message": "no changes: the models match the database",
+        }
         lines = ["no changes: the models match the database; no revision file written"]
         if drift_lines:
             lines = ["no table or column changes; no revision file written", "enum drift:", *drift_lines]
         return code, result, lines
 
     revision_file = new_files[0]
-    result = {"ok": True, "revision_file": str(revision_file.resolve()), "revision": review.revision,
-              **review.to_json(), "enum_drift": drift_json}
+    result = {
+        "ok": True,
+        "revision_file": str(revision_file.resolve()),
+        "revision": review.revision,
+        **review.to_json(),
+        "enum_drift": drift_json,
+    }
     ops_shown, ops_more = bounded(review.operations, 30)
     warn_shown, warn_more = bounded(review.warnings, 30)
-    lines = [f"created {shown_path(revision_file)}",
-             f"operations ({len(review.operations)}): " + ", ".join(o.describe() for o in ops_shown)
-             + (f", ... and {ops_more} more" if ops_more else "")]
+    lines = [
+        f"created {shown_path(revision_file)}",
+        f"operations ({len(review.operations)}): "
+        + ", ".join(o.describe() for o in ops_shown)
+        + (f", ... and {ops_more} more" if ops_more else ""),
+    ]
     if review.warnings:
         lines.append(f"warnings ({len(review.warnings)}):")
         lines += [f"  line {w.line}: [{w.rule}] {w.message}" for w in warn_shown]
@@ -348,8 +399,12 @@ if __name__ == "__main__":
         raise
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - one masked line, never a traceback
-        fail(EXIT_PROBLEMS, f"generate-migration failed: {one_line(exc)}", as_json=wants_json(sys.argv[1:]),
-             extra=EMPTY_RESULT)
+    except Exception as exc:
+        fail(
+            EXIT_PROBLEMS,
+            f"generate-migration failed: {one_line(exc)}",
+            as_json=wants_json(sys.argv[1:]),
+            extra=EMPTY_RESULT,
+        )
     finally:
         sys.stderr.flush()

@@ -24,8 +24,8 @@ PROBE = HERE / "sqlprobe"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(PROBE))
 
-import scriptlib  # noqa: E402
-from scriptlib import EXIT_ENV, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, UsageError  # noqa: E402
+import scriptlib
+from scriptlib import EXIT_ENV, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, UsageError
 
 PROG = "optimize-queries.sh"
 RANK = {"error": 0, "warning": 1, "info": 2}
@@ -154,7 +154,9 @@ def run_static(paths: list[str], as_json: bool) -> int:
         "skipped": shown_skips,
         "skipped_omitted": more_skips,
     }
-    header = f"optimize-queries --static: {result.files} file(s), {len(findings)} finding(s)" + (f" {summary(findings)}" if findings else "")
+    header = f"optimize-queries --static: {result.files} file(s), {len(findings)} finding(s)" + (
+        f" {summary(findings)}" if findings else ""
+    )
     human = human_lines(findings, header)
     if skipped:
         human.append(
@@ -210,7 +212,9 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
         records, problems = runtime_rules.load_records(record_dir)
     finally:
         shutil.rmtree(record_dir, ignore_errors=True)
-    analysis = runtime_rules.analyse(records, threshold=args.threshold, slow_ms=slow_ms, cwd=Path.cwd(), include_test_tables=args.include_test_tables)
+    analysis = runtime_rules.analyse(
+        records, threshold=args.threshold, slow_ms=slow_ms, cwd=Path.cwd(), include_test_tables=args.include_test_tables
+    )
     findings = sort_findings(analysis["findings"])
     limited, more = scriptlib.bounded(findings, JSON_LIMIT)
     errors = runtime_rules.record_errors(records)
@@ -232,11 +236,15 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
     }
     notes: list[str] = list(problems)
     if not records:
-        notes.append("no instrumented Python process reported (COMMAND is not Python, ran with -I/-S, or replaced PYTHONPATH)")
+        notes.append(
+            "no instrumented Python process reported (COMMAND is not Python, ran with -I/-S, or replaced PYTHONPATH)"
+        )
     elif not instrumented:
         notes.append("the command's Python processes never imported SQLAlchemy: nothing to analyse")
     if analysis["test_table_findings"]:
-        notes.append(f"{analysis['test_table_findings']} index finding(s) on tables defined only for tests not shown (--include-test-tables)")
+        notes.append(
+            f"{analysis['test_table_findings']} index finding(s) on tables defined only for tests not shown (--include-test-tables)"
+        )
     for k, v in list(errors.items())[:5]:
         notes.append(f"instrumentation: {k} x{v}")
     report["notes"] = notes
@@ -248,8 +256,9 @@ def run_runtime(args: argparse.Namespace, command: list[str], as_json: bool) -> 
     if as_json:
         sys.stderr.write(scriptlib.mask(json.dumps(report, default=str)) + "\n")
     else:
-        header = f"optimize-queries: {analysis['statements']} statement(s) in {analysis['processes']} process(es), {len(findings)} finding(s)" + (
-            f" {summary(findings)}" if findings else ""
+        header = (
+            f"optimize-queries: {analysis['statements']} statement(s) in {analysis['processes']} process(es), {len(findings)} finding(s)"
+            + (f" {summary(findings)}" if findings else "")
         )
         for line in human_lines(findings, header) + [f"note: {n}" for n in notes]:
             sys.stderr.write(scriptlib.mask(line) + "\n")

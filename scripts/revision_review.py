@@ -21,10 +21,28 @@ from typing import Any
 
 from scriptlib import call_kwarg
 
-NOT_OPERATIONS = {"f", "get_bind", "get_context", "inline_literal", "batch_alter_table", "implementation_for",
-                  "register_operation", "invoke", "run_async"}
-TABLE_FIRST = {"create_table", "drop_table", "add_column", "drop_column", "alter_column", "rename_table",
-               "create_table_comment", "drop_table_comment", "bulk_insert"}
+NOT_OPERATIONS = {
+    "f",
+    "get_bind",
+    "get_context",
+    "inline_literal",
+    "batch_alter_table",
+    "implementation_for",
+    "register_operation",
+    "invoke",
+    "run_async",
+}
+TABLE_FIRST = {
+    "create_table",
+    "drop_table",
+    "add_column",
+    "drop_column",
+    "alter_column",
+    "rename_table",
+    "create_table_comment",
+    "drop_table_comment",
+    "bulk_insert",
+}
 
 
 @dataclass
@@ -61,8 +79,9 @@ class Review:
     def to_json(self) -> dict[str, Any]:
         return {
             "operations": [o.op for o in self.operations],
-            "operation_details": [{"op": o.op, "table": o.table, "column": o.column, "line": o.line}
-                                  for o in self.operations],
+            "operation_details": [
+                {"op": o.op, "table": o.table, "column": o.column, "line": o.line} for o in self.operations
+            ],
             "warnings": [asdict(w) for w in self.warnings],
             "notes": [asdict(n) for n in self.notes],
         }
@@ -98,16 +117,24 @@ def collect_operations(func: ast.FunctionDef | None) -> list[Operation]:
             for item in node.items:
                 call = item.context_expr
                 if (
-                    isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "batch_alter_table"
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Attribute)
+                    and call.func.attr == "batch_alter_table"
                     and isinstance(item.optional_vars, ast.Name)
                 ):
-                    inner[item.optional_vars.id] = literal(call.args[0] if call.args else call_kwarg(call, "table_name"))
+                    inner[item.optional_vars.id] = literal(
+                        call.args[0] if call.args else call_kwarg(call, "table_name")
+                    )
                 else:
                     visit(call, batches)
             for stmt in node.body:
                 visit(stmt, inner)
             return
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+        ):
             owner, name = node.func.value.id, node.func.attr
             if owner == "op" and name not in NOT_OPERATIONS:
                 found.append(make_operation(name, node, table=None))
@@ -144,17 +171,39 @@ def make_operation(name: str, call: ast.Call, table: str | None) -> Operation:
         column = literal(args[0])
     elif name in ("create_index", "drop_index") and args:
         column = None
-    return Operation(name, table if isinstance(table, str) else None, column if isinstance(column, str) else None,
-                     call.lineno, call)
+    return Operation(
+        name, table if isinstance(table, str) else None, column if isinstance(column, str) else None, call.lineno, call
+    )
 
 
-RULES = ("drop_table", "drop_column", "rename_suspected", "not_null_without_default", "type_change", "enum_change",
-         "index_not_concurrent", "add_foreign_key", "add_unique_constraint", "unnamed_constraint", "empty_downgrade")
+RULES = (
+    "drop_table",
+    "drop_column",
+    "rename_suspected",
+    "not_null_without_default",
+    "type_change",
+    "enum_change",
+    "index_not_concurrent",
+    "add_foreign_key",
+    "add_unique_constraint",
+    "unnamed_constraint",
+    "empty_downgrade",
+)
 # the rules also checked on downgrade() (as downgrade_<rule>): the downgrade runs on a table with rows too
-DOWNGRADE_RULES = ("not_null_without_default", "type_change", "index_not_concurrent", "add_foreign_key",
-                   "add_unique_constraint", "unnamed_constraint")
-CREATES_CONSTRAINT = {"create_unique_constraint": "unique constraint", "create_foreign_key": "foreign key",
-                      "create_check_constraint": "check constraint", "create_primary_key": "primary key"}
+DOWNGRADE_RULES = (
+    "not_null_without_default",
+    "type_change",
+    "index_not_concurrent",
+    "add_foreign_key",
+    "add_unique_constraint",
+    "unnamed_constraint",
+)
+CREATES_CONSTRAINT = {
+    "create_unique_constraint": "unique constraint",
+    "create_foreign_key": "foreign key",
+    "create_check_constraint": "check constraint",
+    "create_primary_key": "primary key",
+}
 
 
 def call_name(node: ast.AST) -> str | None:
@@ -183,9 +232,21 @@ def body_is_empty(func: ast.FunctionDef | None) -> bool:
     )
 
 
-TYPE_ALIASES = {"STRING": "VARCHAR", "UNICODE": "VARCHAR", "NVARCHAR": "VARCHAR", "AUTOSTRING": "VARCHAR",
-                "INT": "INTEGER", "UNICODETEXT": "TEXT", "TIMESTAMP": "DATETIME", "BOOL": "BOOLEAN",
-                "DOUBLE_PRECISION": "FLOAT", "DOUBLE": "FLOAT", "NUMERIC": "DECIMAL", "UUID": "UUID", "CHAR": "CHAR"}
+TYPE_ALIASES = {
+    "STRING": "VARCHAR",
+    "UNICODE": "VARCHAR",
+    "NVARCHAR": "VARCHAR",
+    "AUTOSTRING": "VARCHAR",
+    "INT": "INTEGER",
+    "UNICODETEXT": "TEXT",
+    "TIMESTAMP": "DATETIME",
+    "BOOL": "BOOLEAN",
+    "DOUBLE_PRECISION": "FLOAT",
+    "DOUBLE": "FLOAT",
+    "NUMERIC": "DECIMAL",
+    "UUID": "UUID",
+    "CHAR": "CHAR",
+}
 IGNORED_TYPE_ARGS = {"collation", "charset", "_expect_unicode", "_warn_on_bytestring", "display_width"}
 
 
@@ -198,7 +259,9 @@ def type_key(node: ast.AST | None) -> str | None:
         return None
     call = node if isinstance(node, ast.Call) else None
     func = call.func if call is not None else node
-    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ast.unparse(func)
+    name = (
+        func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ast.unparse(func)
+    )
     name = TYPE_ALIASES.get(name.upper(), name.upper())
     args: list[str] = []
     if call is not None:
@@ -258,22 +321,30 @@ def type_change_finding(o: Operation, dialect: str, fn: str) -> tuple[str, str] 
     what = f"{o.table}.{o.column} from {ast.unparse(old) if old is not None else '?'} to {ast.unparse(new_type)}"
     wide = widening(old, new_type)
     if wide and dialect == "postgresql":
-        return "note", (f"widens {what}: PostgreSQL changes only the catalog (no table rewrite, no scan); "
-                        "the ACCESS EXCLUSIVE lock is brief")
+        return "note", (
+            f"widens {what}: PostgreSQL changes only the catalog (no table rewrite, no scan); "
+            "the ACCESS EXCLUSIVE lock is brief"
+        )
     if wide and dialect in ("mysql", "mariadb") and mysql_in_place(old, new_type):
         return "note", f"widens {what}: MySQL/MariaDB extend the VARCHAR in place (same length prefix), no table copy"
     if wide:
         to_text = (string_shape(new_type) or ("", None))[0] == "text"
-        mysql_copy = ("MySQL/MariaDB copy the table (VARCHAR to TEXT)" if to_text else
-                      "MySQL/MariaDB copy the table when the VARCHAR's length prefix grows past 255 bytes (with a "
-                      "1-byte charset such as latin1 that is n > 255; with utf8mb4, n > 63)")
-        where = {"mysql": mysql_copy, "mariadb": mysql_copy,
-                 "sqlite": "SQLite batch mode copies the table"}.get(dialect, "the table may be rewritten")
+        mysql_copy = (
+            "MySQL/MariaDB copy the table (VARCHAR to TEXT)"
+            if to_text
+            else "MySQL/MariaDB copy the table when the VARCHAR's length prefix grows past 255 bytes (with a "
+            "1-byte charset such as latin1 that is n > 255; with utf8mb4, n > 63)"
+        )
+        where = {"mysql": mysql_copy, "mariadb": mysql_copy, "sqlite": "SQLite batch mode copies the table"}.get(
+            dialect, "the table may be rewritten"
+        )
         return "warning", f"widens {what}: no value changes, but {where}; fine on a small table"
-    rewrite = {"postgresql": "PostgreSQL rewrites the table under an ACCESS EXCLUSIVE lock (reads and writes wait)",
-               "mysql": "MySQL/MariaDB copy the table (writes blocked)",
-               "mariadb": "MySQL/MariaDB copy the table (writes blocked)",
-               "sqlite": "SQLite batch mode copies the table"}.get(dialect, "the table is rewritten")
+    rewrite = {
+        "postgresql": "PostgreSQL rewrites the table under an ACCESS EXCLUSIVE lock (reads and writes wait)",
+        "mysql": "MySQL/MariaDB copy the table (writes blocked)",
+        "mariadb": "MySQL/MariaDB copy the table (writes blocked)",
+        "sqlite": "SQLite batch mode copies the table",
+    }.get(dialect, "the table is rewritten")
     narrowing = " (narrowing: fails or truncates on longer values)" if wide is False else ""
     using = " PostgreSQL may need postgresql_using=..." if dialect == "postgresql" else ""
     prefix = "the downgrade changes" if fn == "downgrade" else "changes"
@@ -281,14 +352,22 @@ def type_change_finding(o: Operation, dialect: str, fn: str) -> tuple[str, str] 
 
 
 def constraint_name(o: Operation) -> Any:
-    return literal(o.node.args[0]) if o.node.args else literal(
-        call_kwarg(o.node, "constraint_name") or call_kwarg(o.node, "index_name") or call_kwarg(o.node, "name"))
+    return (
+        literal(o.node.args[0])
+        if o.node.args
+        else literal(
+            call_kwarg(o.node, "constraint_name") or call_kwarg(o.node, "index_name") or call_kwarg(o.node, "name")
+        )
+    )
 
 
 def unnamed(o: Operation) -> bool:
     """The constraint name is the literal ``None`` (a variable or an f-string is a name we cannot read)."""
-    node = o.node.args[0] if o.node.args else next(
-        (k.value for k in o.node.keywords if k.arg in ("constraint_name", "name")), None)
+    node = (
+        o.node.args[0]
+        if o.node.args
+        else next((k.value for k in o.node.keywords if k.arg in ("constraint_name", "name")), None)
+    )
     return isinstance(node, ast.Constant) and node.value is None
 
 
@@ -296,17 +375,23 @@ def backfilled(ops_text: list[tuple[int, str]], table: str | None, column: str |
     """An ``op.execute("UPDATE <table> ... <column> ...")`` earlier in the same function."""
     if not table or not column:
         return False
-    return any(ln < line and re.search(rf"\bUPDATE\s+\"?{re.escape(table)}\b", sql, re.IGNORECASE) and column in sql
-               for ln, sql in ops_text)
+    return any(
+        ln < line and re.search(rf"\bUPDATE\s+\"?{re.escape(table)}\b", sql, re.IGNORECASE) and column in sql
+        for ln, sql in ops_text
+    )
 
 
 def executed_sql(ops: list[Operation]) -> list[tuple[int, str]]:
-    return [(o.line, " ".join(str(v) for v in (literal(a) for a in o.node.args) if isinstance(v, str)))
-            for o in ops if o.op == "execute"]
+    return [
+        (o.line, " ".join(str(v) for v in (literal(a) for a in o.node.args) if isinstance(v, str)))
+        for o in ops
+        if o.op == "execute"
+    ]
 
 
-def review_operations(ops: list[Operation], dialect: str, fn: str, other_text: str, own_text: str) -> tuple[
-        list[Finding], list[Finding]]:
+def review_operations(
+    ops: list[Operation], dialect: str, fn: str, other_text: str, own_text: str
+) -> tuple[list[Finding], list[Finding]]:
     """Warnings and notes of one function's operations (``fn``: upgrade or downgrade)."""
     postgres = dialect == "postgresql"
     warnings: list[Finding] = []
@@ -323,23 +408,41 @@ def review_operations(ops: list[Operation], dialect: str, fn: str, other_text: s
         existing = o.table not in created_tables
         if o.op == "add_column":
             col = column_call(o.node.args[-1] if o.node.args else None)
-            if col is not None and literal(call_kwarg(col, "nullable")) is False \
-                    and call_kwarg(col, "server_default") is None and existing:
-                warn("not_null_without_default",
-                     f"{'the downgrade re-adds' if fn == 'downgrade' else 'adds'} NOT NULL column {o.table}.{o.column} "
-                     "without server_default: fails on a table with rows; add server_default=... (or add it "
-                     "nullable, backfill, then alter to NOT NULL)", o.line)
+            if (
+                col is not None
+                and literal(call_kwarg(col, "nullable")) is False
+                and call_kwarg(col, "server_default") is None
+                and existing
+            ):
+                warn(
+                    "not_null_without_default",
+                    f"{'the downgrade re-adds' if fn == 'downgrade' else 'adds'} NOT NULL column {o.table}.{o.column} "
+                    "without server_default: fails on a table with rows; add server_default=... (or add it "
+                    "nullable, backfill, then alter to NOT NULL)",
+                    o.line,
+                )
         elif o.op == "alter_column":
             if literal(call_kwarg(o.node, "nullable")) is False and backfilled(updates, o.table, o.column, o.line):
                 if postgres:
-                    notes.append(Finding(prefix + "not_null_without_default", (
-                        f"makes {o.table}.{o.column} NOT NULL after a backfill in this revision: PostgreSQL still "
-                        "scans the table under an ACCESS EXCLUSIVE lock (a validated CHECK (col IS NOT NULL) lets "
-                        "PostgreSQL 12+ skip the scan)"), o.line, fn))
+                    notes.append(
+                        Finding(
+                            prefix + "not_null_without_default",
+                            (
+                                f"makes {o.table}.{o.column} NOT NULL after a backfill in this revision: PostgreSQL still "
+                                "scans the table under an ACCESS EXCLUSIVE lock (a validated CHECK (col IS NOT NULL) lets "
+                                "PostgreSQL 12+ skip the scan)"
+                            ),
+                            o.line,
+                            fn,
+                        )
+                    )
             elif literal(call_kwarg(o.node, "nullable")) is False:
-                warn("not_null_without_default",
-                     f"makes {o.table}.{o.column} NOT NULL: fails if any row holds NULL; backfill first in this "
-                     "revision (op.execute(\"UPDATE ... SET col = ... WHERE col IS NULL\"))", o.line)
+                warn(
+                    "not_null_without_default",
+                    f"makes {o.table}.{o.column} NOT NULL: fails if any row holds NULL; backfill first in this "
+                    'revision (op.execute("UPDATE ... SET col = ... WHERE col IS NULL"))',
+                    o.line,
+                )
             change = type_change_finding(o, dialect, fn)
             if change and change[0] == "note":
                 notes.append(Finding(prefix + "type_change", change[1], o.line, fn))
@@ -347,55 +450,84 @@ def review_operations(ops: list[Operation], dialect: str, fn: str, other_text: s
                 warn("type_change", change[1], o.line)
         elif o.op == "create_index" and postgres and existing:
             if literal(call_kwarg(o.node, "postgresql_concurrently")) is not True:
-                warn("index_not_concurrent",
-                     f"creates an index on existing table {o.table} while blocking writes; on a large table use "
-                     "postgresql_concurrently=True inside 'with op.get_context().autocommit_block():'", o.line)
+                warn(
+                    "index_not_concurrent",
+                    f"creates an index on existing table {o.table} while blocking writes; on a large table use "
+                    "postgresql_concurrently=True inside 'with op.get_context().autocommit_block():'",
+                    o.line,
+                )
         elif o.op == "create_foreign_key" and existing and dialect != "sqlite":
             name = constraint_name(o)
-            how = (f"on PostgreSQL add it with postgresql_not_valid=True (no scan, short lock), then in a later step "
-                   f"op.execute('ALTER TABLE {o.table} VALIDATE CONSTRAINT {name or '<name>'}') (validates without "
-                   "blocking writes)" if postgres else
-                   "MySQL/MariaDB copy the table unless foreign_key_checks=0; plan it for a quiet moment")
-            warn("add_foreign_key",
-                 f"adds a foreign key on existing table {o.table}: locks it and the referenced table and reads every "
-                 f"row to validate it; {how}", o.line)
+            how = (
+                f"on PostgreSQL add it with postgresql_not_valid=True (no scan, short lock), then in a later step "
+                f"op.execute('ALTER TABLE {o.table} VALIDATE CONSTRAINT {name or '<name>'}') (validates without "
+                "blocking writes)"
+                if postgres
+                else "MySQL/MariaDB copy the table unless foreign_key_checks=0; plan it for a quiet moment"
+            )
+            warn(
+                "add_foreign_key",
+                f"adds a foreign key on existing table {o.table}: locks it and the referenced table and reads every "
+                f"row to validate it; {how}",
+                o.line,
+            )
         elif o.op == "create_unique_constraint" and existing and dialect != "sqlite":
             name = constraint_name(o) or "<name>"
-            how = (f"on PostgreSQL build the index first without blocking writes: op.create_index({name!r}, "
-                   f"{o.table!r}, [...], unique=True, postgresql_concurrently=True) inside "
-                   "'with op.get_context().autocommit_block():', then op.execute('ALTER TABLE "
-                   f"{o.table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}')" if postgres else
-                   "MySQL/MariaDB build it online but fail on duplicates; look for them first (GROUP BY ... HAVING "
-                   "count(*) > 1)")
-            warn("add_unique_constraint",
-                 f"adds a unique constraint on existing table {o.table}: builds its index under a lock that blocks "
-                 f"writes and fails if existing rows hold duplicates; {how}", o.line)
+            how = (
+                f"on PostgreSQL build the index first without blocking writes: op.create_index({name!r}, "
+                f"{o.table!r}, [...], unique=True, postgresql_concurrently=True) inside "
+                "'with op.get_context().autocommit_block():', then op.execute('ALTER TABLE "
+                f"{o.table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}')"
+                if postgres
+                else "MySQL/MariaDB build it online but fail on duplicates; look for them first (GROUP BY ... HAVING "
+                "count(*) > 1)"
+            )
+            warn(
+                "add_unique_constraint",
+                f"adds a unique constraint on existing table {o.table}: builds its index under a lock that blocks "
+                f"writes and fails if existing rows hold duplicates; {how}",
+                o.line,
+            )
         if o.op in CREATES_CONSTRAINT and unnamed(o):
-            warn("unnamed_constraint",
-                 f"{o.describe()} creates a {CREATES_CONSTRAINT[o.op]} with no name: the database invents one, and "
-                 "the matching drop_constraint(None, ...) fails ('it has no name'); give the models' MetaData a "
-                 "naming_convention (templates/base_model.py has one) and generate again", o.line)
+            warn(
+                "unnamed_constraint",
+                f"{o.describe()} creates a {CREATES_CONSTRAINT[o.op]} with no name: the database invents one, and "
+                "the matching drop_constraint(None, ...) fails ('it has no name'); give the models' MetaData a "
+                "naming_convention (templates/base_model.py has one) and generate again",
+                o.line,
+            )
         elif o.op == "drop_constraint" and unnamed(o):
-            warn("unnamed_constraint",
-                 f"drop_constraint(None, {o.table!r}) fails: Alembic cannot drop a constraint with no name; give the "
-                 "models' MetaData a naming_convention and write the database's actual name here", o.line)
+            warn(
+                "unnamed_constraint",
+                f"drop_constraint(None, {o.table!r}) fails: Alembic cannot drop a constraint with no name; give the "
+                "models' MetaData a naming_convention and write the database's actual name here",
+                o.line,
+            )
         if postgres and fn == "upgrade" and o.op in ("create_table", "add_column", "alter_column"):
             for name in enum_names(o.node):
-                dropped = re.search(rf"DROP\s+TYPE\s+(IF\s+EXISTS\s+)?\"?{re.escape(name)}\b", other_text, re.IGNORECASE) or (
-                    re.search(rf"name=['\"]{re.escape(name)}['\"]\)\.drop\(", other_text)
-                )
+                dropped = re.search(
+                    rf"DROP\s+TYPE\s+(IF\s+EXISTS\s+)?\"?{re.escape(name)}\b", other_text, re.IGNORECASE
+                ) or (re.search(rf"name=['\"]{re.escape(name)}['\"]\)\.drop\(", other_text))
                 created = re.search(rf"name=['\"]{re.escape(name)}['\"]\)\.create\(", own_text)
-                drop_hint = (f"the downgrade must drop it (sa.Enum(name={name!r}).drop(op.get_bind(), checkfirst=True)) "
-                             "or the next upgrade fails with 'type already exists'")
+                drop_hint = (
+                    f"the downgrade must drop it (sa.Enum(name={name!r}).drop(op.get_bind(), checkfirst=True)) "
+                    "or the next upgrade fails with 'type already exists'"
+                )
                 if o.op == "add_column" and not created:
-                    warn("enum_change",
-                         f"{o.describe()} uses PostgreSQL enum type {name!r}, and add_column does not create it (the "
-                         f"upgrade fails: type does not exist): call sa.Enum(<values>, name={name!r}).create("
-                         f"op.get_bind(), checkfirst=True) before it; {drop_hint}", o.line)
+                    warn(
+                        "enum_change",
+                        f"{o.describe()} uses PostgreSQL enum type {name!r}, and add_column does not create it (the "
+                        f"upgrade fails: type does not exist): call sa.Enum(<values>, name={name!r}).create("
+                        f"op.get_bind(), checkfirst=True) before it; {drop_hint}",
+                        o.line,
+                    )
                 elif o.op == "alter_column" or not dropped:
-                    warn("enum_change",
-                         f"PostgreSQL enum type {name!r} is created/altered by {o.describe()}; {drop_hint}; new enum "
-                         "values need ALTER TYPE ... ADD VALUE, which autogenerate does not write", o.line)
+                    warn(
+                        "enum_change",
+                        f"PostgreSQL enum type {name!r} is created/altered by {o.describe()}; {drop_hint}; new enum "
+                        "values need ALTER TYPE ... ADD VALUE, which autogenerate does not write",
+                        o.line,
+                    )
     return warnings, notes
 
 
@@ -407,8 +539,10 @@ def review_revision(path: str | Path, dialect: str) -> Review:
     funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     assigns = {
         t.id: literal(n.value)
-        for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
-        for t in ([n.target] if isinstance(n, ast.AnnAssign) else n.targets) if isinstance(t, ast.Name)
+        for n in tree.body
+        if isinstance(n, (ast.Assign, ast.AnnAssign))
+        for t in ([n.target] if isinstance(n, ast.AnnAssign) else n.targets)
+        if isinstance(t, ast.Name)
     }
     ups = collect_operations(funcs.get("upgrade"))
     downs = collect_operations(funcs.get("downgrade"))
@@ -418,40 +552,69 @@ def review_revision(path: str | Path, dialect: str) -> Review:
     down_warnings, down_notes = review_operations(downs, dialect, "downgrade", up_text, down_text)
     unnamed_up = {w_op.table for w_op in ups if w_op.op in CREATES_CONSTRAINT and unnamed(w_op)}
     # the downgrade's drop_constraint(None) of an unnamed constraint the upgrade creates: already reported there
-    warnings += [w for w in down_warnings if not (w.rule == "downgrade_unnamed_constraint" and any(
-        o.line == w.line and o.op == "drop_constraint" and o.table in unnamed_up for o in downs))]
+    warnings += [
+        w
+        for w in down_warnings
+        if not (
+            w.rule == "downgrade_unnamed_constraint"
+            and any(o.line == w.line and o.op == "drop_constraint" and o.table in unnamed_up for o in downs)
+        )
+    ]
     notes += down_notes
 
     # what a drop_column removes is described by the downgrade's add_column (reflected type)
-    restored = {(o.table, o.column): column_type(column_call(o.node.args[-1] if o.node.args else None))
-                for o in downs if o.op == "add_column"}
-    added = {(o.table, o.column): column_type(column_call(o.node.args[-1] if o.node.args else None))
-             for o in ups if o.op == "add_column"}
+    restored = {
+        (o.table, o.column): column_type(column_call(o.node.args[-1] if o.node.args else None))
+        for o in downs
+        if o.op == "add_column"
+    }
+    added = {
+        (o.table, o.column): column_type(column_call(o.node.args[-1] if o.node.args else None))
+        for o in ups
+        if o.op == "add_column"
+    }
     for o in ups:
         if o.op == "drop_table":
-            warnings.append(Finding("drop_table", f"drops table {o.table} and every row in it; the rows cannot come "
-                                    "back: the downgrade re-creates the table empty", o.line))
-        elif o.op == "drop_column":
-            warnings.append(Finding(
-                "drop_column",
-                f"drops column {o.table}.{o.column} and its data; the data cannot come back: the downgrade re-adds "
-                "an empty column (copy the data elsewhere first if you may need it)", o.line))
-            dropped_type = restored.get((o.table, o.column))
-            twins = [c for (t, c), typ in added.items() if t == o.table and c and typ is not None and typ == dropped_type]
-            if twins:
-                warnings.append(Finding(
-                    "rename_suspected",
-                    f"{o.table}: drops {o.column} and adds {', '.join(twins)} of the same type {dropped_type}; if this "
-                    f"is a rename, replace both with op.alter_column({o.table!r}, {o.column!r}, "
-                    f"new_column_name={twins[0]!r}) or the data is lost. A rename also breaks application code still "
-                    "running with the old name: on a live system use expand/contract (add the new column, write "
-                    "both, backfill, move reads, drop the old one in a later release)",
+            warnings.append(
+                Finding(
+                    "drop_table",
+                    f"drops table {o.table} and every row in it; the rows cannot come "
+                    "back: the downgrade re-creates the table empty",
                     o.line,
-                ))
+                )
+            )
+        elif o.op == "drop_column":
+            warnings.append(
+                Finding(
+                    "drop_column",
+                    f"drops column {o.table}.{o.column} and its data; the data cannot come back: the downgrade re-adds "
+                    "an empty column (copy the data elsewhere first if you may need it)",
+                    o.line,
+                )
+            )
+            dropped_type = restored.get((o.table, o.column))
+            twins = [
+                c for (t, c), typ in added.items() if t == o.table and c and typ is not None and typ == dropped_type
+            ]
+            if twins:
+                warnings.append(
+                    Finding(
+                        "rename_suspected",
+                        f"{o.table}: drops {o.column} and adds {', '.join(twins)} of the same type {dropped_type}; if this "
+                        f"is a rename, replace both with op.alter_column({o.table!r}, {o.column!r}, "
+                        f"new_column_name={twins[0]!r}) or the data is lost. A rename also breaks application code still "
+                        "running with the old name: on a live system use expand/contract (add the new column, write "
+                        "both, backfill, move reads, drop the old one in a later release)",
+                        o.line,
+                    )
+                )
     if ups and body_is_empty(funcs.get("downgrade")):
         line = funcs["downgrade"].lineno if "downgrade" in funcs else 1
-        warnings.append(Finding("empty_downgrade", "downgrade() does nothing: this revision cannot be rolled back",
-                                line, "downgrade"))
+        warnings.append(
+            Finding(
+                "empty_downgrade", "downgrade() does nothing: this revision cannot be rolled back", line, "downgrade"
+            )
+        )
     warnings.sort(key=lambda w: w.line)
     notes.sort(key=lambda w: w.line)
     return Review(str(path), assigns.get("revision"), assigns.get("down_revision"), ups, downs, warnings, notes)

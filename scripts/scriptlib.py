@@ -117,8 +117,9 @@ def require_module(module: str, pip_name: str | None = None) -> None:
     """Exit-3 style error (raises EnvironmentProblem) when ``module`` cannot be imported."""
     if importlib.util.find_spec(module) is None:
         pkg = pip_name or pip_package(module)
-        raise EnvironmentProblem(f"package {pkg!r} is not installed; install it with: pip install '{pkg}'",
-                                 pip_package=pkg)
+        raise EnvironmentProblem(
+            f"package {pkg!r} is not installed; install it with: pip install '{pkg}'", pip_package=pkg
+        )
 
 
 # --- database URLs: one parser, one corrected-URL rule, one masked rendering for every script ---
@@ -130,8 +131,10 @@ ASYNC_DRIVER_FOR = {"postgresql": "asyncpg", "mysql": "aiomysql", "mariadb": "ai
 REJECTED_QUERY_OPTIONS = {"asyncpg": {"sslmode": "ssl", "connect_timeout": "timeout"}}
 # (no "user:password@" in these texts: mask() would rightly hide the placeholder)
 URL_FORMAT = "dialect+driver://user@host:port/database, the password after 'user:'"
-URL_FORMAT_HINT = (f"format: {URL_FORMAT}, e.g. postgresql+asyncpg://app@db:5432/app; URL-encode special "
-                   "characters in the password: @ -> %40, : -> %3A, / -> %2F, # -> %23")
+URL_FORMAT_HINT = (
+    f"format: {URL_FORMAT}, e.g. postgresql+asyncpg://app@db:5432/app; URL-encode special "
+    "characters in the password: @ -> %40, : -> %3A, / -> %2F, # -> %23"
+)
 _SECRET_QUERY_KEYS = ("pass", "secret", "token")
 
 
@@ -144,8 +147,16 @@ class BadURL(UsageError):
     line. All texts are masked.
     """
 
-    def __init__(self, message: str, *, hint: str | None = None, corrected_url: str | None = None,
-                 sync_driver: str | None = None, url: str | None = None, parsed: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        corrected_url: str | None = None,
+        sync_driver: str | None = None,
+        url: str | None = None,
+        parsed: Any = None,
+    ) -> None:
         self.parsed = parsed  # the sqlalchemy URL when the text parsed (its password is not masked)
         self.message = mask(message)
         self.hint = mask(hint) if hint else None
@@ -218,16 +229,24 @@ def rejected_option(url: Any, option: str, driver: str) -> BadURL:
     if option in renames and url.get_backend_name() in ASYNC_DRIVER_FOR:
         fixed = masked_url(async_url(url))
         taken = ", ".join(f"{new}=" for new in renames.values())
-        return BadURL(f"the {driver} driver does not accept the URL query option {option!r}",
-                      hint=f"{driver} takes {taken} not {option}=: use {fixed}", corrected_url=fixed,
-                      url=masked_url(url), parsed=url)
-    return BadURL(f"the {driver} driver does not accept the URL query option {option!r}",
-                  hint=f"remove ?{option}= or pass the {driver} equivalent (see the driver's connect() parameters)",
-                  url=masked_url(url), parsed=url)
+        return BadURL(
+            f"the {driver} driver does not accept the URL query option {option!r}",
+            hint=f"{driver} takes {taken} not {option}=: use {fixed}",
+            corrected_url=fixed,
+            url=masked_url(url),
+            parsed=url,
+        )
+    return BadURL(
+        f"the {driver} driver does not accept the URL query option {option!r}",
+        hint=f"remove ?{option}= or pass the {driver} equivalent (see the driver's connect() parameters)",
+        url=masked_url(url),
+        parsed=url,
+    )
 
 
-def check_url(raw: str | None, *, require_async: bool = True, source: str | None = None,
-              how: str = "pass --url URL") -> CheckedURL:
+def check_url(
+    raw: str | None, *, require_async: bool = True, source: str | None = None, how: str = "pass --url URL"
+) -> CheckedURL:
     """Parse and check a database URL (``raw``, else ``$DATABASE_URL``); raise ``BadURL`` (exit 2).
 
     Always: registers every form of the password with ``mask()``; refuses a missing or malformed
@@ -240,8 +259,10 @@ def check_url(raw: str | None, *, require_async: bool = True, source: str | None
     if not raw:
         raw, source = os.environ.get("DATABASE_URL"), "DATABASE_URL"
     if not raw:
-        raise BadURL(f"no database URL: {how} or set DATABASE_URL",
-                     hint=f"e.g. DATABASE_URL='postgresql+asyncpg://app@db:5432/app' ({URL_FORMAT})")
+        raise BadURL(
+            f"no database URL: {how} or set DATABASE_URL",
+            hint=f"e.g. DATABASE_URL='postgresql+asyncpg://app@db:5432/app' ({URL_FORMAT})",
+        )
     register_url_secrets(raw)
     where = f" in {source}" if source else ""
     require_module("sqlalchemy", "sqlalchemy[asyncio]")
@@ -254,28 +275,37 @@ def check_url(raw: str | None, *, require_async: bool = True, source: str | None
         scheme = raw.split("://", 1)[0] if "://" in raw else ""
         detail = "invalid port" if isinstance(exc, ValueError) else "cannot parse it"
         # never the raw text: with an unencoded '@' in the password a part of it could look like a host
-        shown = f"scheme {scheme!r}" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", scheme) else (
-            f"expected {URL_FORMAT}")
+        shown = (
+            f"scheme {scheme!r}" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", scheme) else (f"expected {URL_FORMAT}")
+        )
         raise BadURL(f"malformed database URL{where} ({detail}; {shown})", hint=URL_FORMAT_HINT) from None
     if isinstance(url.password, str):
         register_secret(url.password)
     _register_query_secrets(url)
     if url.host and "@" in url.host:
-        raise BadURL(f"malformed database URL{where}: the host part contains '@', so the password probably "
-                     "contains an unencoded '@'", url=masked_url(url), parsed=url,
-                     hint="URL-encode the password (@ -> %40, e.g. urllib.parse.quote_plus(password))")
+        raise BadURL(
+            f"malformed database URL{where}: the host part contains '@', so the password probably "
+            "contains an unencoded '@'",
+            url=masked_url(url),
+            parsed=url,
+            hint="URL-encode the password (@ -> %40, e.g. urllib.parse.quote_plus(password))",
+        )
     if url.port is not None and not 0 < url.port < 65536:
-        raise BadURL(f"malformed database URL{where}: port {url.port} is out of range (1-65535)",
-                     url=masked_url(url), parsed=url,
-                     hint="fix the port after the host (PostgreSQL 5432, MySQL/MariaDB 3306)")
+        raise BadURL(
+            f"malformed database URL{where}: port {url.port} is out of range (1-65535)",
+            url=masked_url(url),
+            parsed=url,
+            hint="fix the port after the host (PostgreSQL 5432, MySQL/MariaDB 3306)",
+        )
     checked = CheckedURL(url)
     if require_async:
         _check_async_dialect(checked)
     return checked
 
 
-def parse_url(raw: str | None, *, require_async: bool = True, source: str | None = None,
-              how: str = "pass --url URL") -> Any:
+def parse_url(
+    raw: str | None, *, require_async: bool = True, source: str | None = None, how: str = "pass --url URL"
+) -> Any:
     """``sqlalchemy.engine.URL`` from ``raw`` (else ``$DATABASE_URL``), checked as ``check_url`` does."""
     return check_url(raw, require_async=require_async, source=source, how=how).url
 
@@ -291,25 +321,46 @@ def _check_async_dialect(checked: CheckedURL) -> None:
         try:
             url.set(drivername=backend).get_dialect()
         except NoSuchModuleError:
-            raise BadURL(f"unknown dialect {backend!r} in the URL scheme", url=masked_url(url), parsed=url,
-                         hint="the scheme is DIALECT+DRIVER, e.g. postgresql+asyncpg, mysql+aiomysql, "
-                              "sqlite+aiosqlite") from None
+            raise BadURL(
+                f"unknown dialect {backend!r} in the URL scheme",
+                url=masked_url(url),
+                parsed=url,
+                hint="the scheme is DIALECT+DRIVER, e.g. postgresql+asyncpg, mysql+aiomysql, sqlite+aiosqlite",
+            ) from None
         suggestion = ASYNC_DRIVER_FOR.get(backend)
         fixed = masked_url(url.set(drivername=f"{backend}+{suggestion}")) if suggestion else None
-        raise BadURL(f"unknown driver {named!r} for {backend}", corrected_url=fixed, url=masked_url(url), parsed=url,
-                     hint=f"use {fixed}" if fixed else "check the driver name in the URL scheme") from None
+        raise BadURL(
+            f"unknown driver {named!r} for {backend}",
+            corrected_url=fixed,
+            url=masked_url(url),
+            parsed=url,
+            hint=f"use {fixed}" if fixed else "check the driver name in the URL scheme",
+        ) from None
     checked.dialect, checked.driver = dialect, dialect.driver
     if not getattr(dialect, "is_async", False):  # create_async_engine() refuses it ("requires an async driver")
         why = "names no driver, so SQLAlchemy uses" if not named else "names"
-        problem = (f"the URL {why} the synchronous driver {dialect.driver!r}; an async app (create_async_engine) "
-                   "needs an async driver")
+        problem = (
+            f"the URL {why} the synchronous driver {dialect.driver!r}; an async app (create_async_engine) "
+            "needs an async driver"
+        )
         if backend not in ASYNC_DRIVER_FOR:
-            raise BadURL(problem, sync_driver=dialect.driver, url=masked_url(url), parsed=url,
-                         hint=f"use an async driver for {backend} (see the SQLAlchemy dialect docs)")
+            raise BadURL(
+                problem,
+                sync_driver=dialect.driver,
+                url=masked_url(url),
+                parsed=url,
+                hint=f"use an async driver for {backend} (see the SQLAlchemy dialect docs)",
+            )
         fixed = masked_url(async_url(url))
         where = " (your password in place of ***)" if url.password else ""
-        raise BadURL(problem, sync_driver=dialect.driver, corrected_url=fixed, url=masked_url(url), parsed=url,
-                     hint=f"use {fixed}{where}")
+        raise BadURL(
+            problem,
+            sync_driver=dialect.driver,
+            corrected_url=fixed,
+            url=masked_url(url),
+            parsed=url,
+            hint=f"use {fixed}{where}",
+        )
     for option in url.query:
         if option in REJECTED_QUERY_OPTIONS.get(dialect.driver, {}):
             raise rejected_option(url, option, dialect.driver)
@@ -317,7 +368,8 @@ def _check_async_dialect(checked: CheckedURL) -> None:
         checked.corrected_url = masked_url(async_url(url))
         checked.warnings.append(
             f"the URL names no driver: this SQLAlchemy picks {dialect.driver!r} (async), but other versions pick "
-            f"a synchronous one; name it explicitly, e.g. {checked.corrected_url}")
+            f"a synchronous one; name it explicitly, e.g. {checked.corrected_url}"
+        )
 
 
 def check_env_url(*, require_async: bool = False) -> None:
@@ -339,9 +391,11 @@ def require_driver(dialect: Any) -> None:
         package = pip_package(module)
         raise EnvironmentProblem(
             f"the {dialect.driver} driver needs the Python package {package!r} (module {module!r} is not "
-            f"importable by {sys.executable}); install it with: pip install '{package}'", pip_package=package,
+            f"importable by {sys.executable}); install it with: pip install '{package}'",
+            pip_package=package,
             hint=f"pip install '{package}' in the environment that runs the app "
-                 "(or set PYTHON=/path/to/venv/bin/python)") from None
+            "(or set PYTHON=/path/to/venv/bin/python)",
+        ) from None
 
 
 def bounded(items: list[Any], limit: int = MAX_LIST) -> tuple[list[Any], int]:

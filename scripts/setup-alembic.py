@@ -21,9 +21,20 @@ if sys.version_info < (3, 10):
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scriptlib import (  # noqa: E402
-    EXIT_ENV, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, ArgumentParser, EnvironmentProblem, UsageError, bounded, emit, fail,
-    require_module, shorten, wants_json,
+from scriptlib import (
+    EXIT_ENV,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    ArgumentParser,
+    EnvironmentProblem,
+    UsageError,
+    bounded,
+    emit,
+    fail,
+    require_module,
+    shorten,
+    wants_json,
 )
 
 EPILOG = """\
@@ -48,14 +59,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--metadata", required=True, metavar="MODULE:ATTR",
-                        help="the MetaData autogenerate compares with, e.g. app.models:Base.metadata")
-    parser.add_argument("--models", action="append", default=[], metavar="MODULE",
-                        help="a module or package holding models, imported (with every submodule) before the "
-                             "metadata is read; repeatable. Default: found by importing the metadata's package")
+    parser.add_argument(
+        "--metadata",
+        required=True,
+        metavar="MODULE:ATTR",
+        help="the MetaData autogenerate compares with, e.g. app.models:Base.metadata",
+    )
+    parser.add_argument(
+        "--models",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module or package holding models, imported (with every submodule) before the "
+        "metadata is read; repeatable. Default: found by importing the metadata's package",
+    )
     parser.add_argument("--dir", default="alembic", metavar="DIR", help="migrations folder (default: alembic)")
     parser.add_argument("--project", default=".", metavar="PATH", help="project root (default: current directory)")
-    parser.add_argument("--force", action="store_true", help="replace a different existing setup (keeps FILE.bak-TIMESTAMP)")
+    parser.add_argument(
+        "--force", action="store_true", help="replace a different existing setup (keeps FILE.bak-TIMESTAMP)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="list what would be written; write nothing")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser.parse_args(argv)
@@ -118,7 +140,9 @@ def setup(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
         "directory": directory,
         "dry_run": args.dry_run,
         "changed": bool(changed) and not refused and not args.dry_run,
-        "files": [{"path": p.path, "action": p.action, "differences": p.differences, "backup": p.backup} for p in plans],
+        "files": [
+            {"path": p.path, "action": p.action, "differences": p.differences, "backup": p.backup} for p in plans
+        ],
         "tables": check.tables,
         "import_models": check.import_models,
         "models_found_in": check.found_in,
@@ -128,14 +152,18 @@ def setup(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
         result["warnings"].append(
             f"{args.metadata} alone registers fewer tables than its package: models live in "
             f"{', '.join(check.found_in)}; alembic.ini gets import_models = {' '.join(check.import_models)} so env.py "
-            "imports them all (or autogenerate would see no model and propose dropping every table)")
+            "imports them all (or autogenerate would see no model and propose dropping every table)"
+        )
     if check.tables == 0:
         result["warnings"].append(
             f"{metadata} holds no table: import the modules that define your models in it, or pass "
-            "--models PACKAGE (autogenerate against an empty MetaData proposes dropping every table)")
-    verb = {"create": "would create" if args.dry_run else "created",
-            "replace": "would replace" if args.dry_run or refused else "replaced",
-            "unchanged": "unchanged"}
+            "--models PACKAGE (autogenerate against an empty MetaData proposes dropping every table)"
+        )
+    verb = {
+        "create": "would create" if args.dry_run else "created",
+        "replace": "would replace" if args.dry_run or refused else "replaced",
+        "unchanged": "unchanged",
+    }
     lines = [f"warning: {w}" for w in result["warnings"]]
     for p in plans:
         line = f"{verb[p.action]:<14} {p.path}"
@@ -146,8 +174,10 @@ def setup(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[str]]:
         lines += [f"               - {d}" for d in shown] + ([f"               - ... and {more} more"] if more else [])
     if refused:
         names = ", ".join(p.path for p in conflicts)
-        message = (f"a different Alembic setup exists ({names}); nothing written. Re-run with --force to replace it "
-                   "(backups are kept)")
+        message = (
+            f"a different Alembic setup exists ({names}); nothing written. Re-run with --force to replace it "
+            "(backups are kept)"
+        )
         result["error"] = message
         return EXIT_PROBLEMS, result, lines + [f"refused: {message}"]
     if not changed:
@@ -180,5 +210,5 @@ if __name__ == "__main__":
         raise
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - one masked line, never a traceback
+    except Exception as exc:
         fail(EXIT_PROBLEMS, f"setup failed: {type(exc).__name__}: {shorten(exc)}", as_json=wants_json(sys.argv[1:]))

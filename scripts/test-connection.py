@@ -13,16 +13,16 @@ import time
 
 STARTED = time.monotonic()  # the --timeout budget counts from here (imports included)
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import scriptlib as sl  # noqa: E402
-from connection_check import DEFAULT_TIMEOUT, ConnectionReport, check_connection  # noqa: E402
+import scriptlib as sl
+from connection_check import DEFAULT_TIMEOUT, ConnectionReport, check_connection
 
 HELP_EPILOG = """\
 exit codes:
@@ -81,15 +81,32 @@ def build_parser() -> sl.ArgumentParser:
     )
     p.add_argument("url", nargs="?", metavar="URL", help="database URL (default: $DATABASE_URL)")
     p.add_argument("--url", dest="url_opt", metavar="URL", help="same as the positional URL")
-    p.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                   help=f"give up after this many seconds in total (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up after this many seconds in total (default {DEFAULT_TIMEOUT:g})",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--pool-size", type=int_at_least(0), metavar="N",
-                   help="the app's pool_size per process (0 = no limit; default 5 when another pool flag is given)")
-    p.add_argument("--max-overflow", type=int_at_least(-1), metavar="M",
-                   help="the app's max_overflow per process (-1 = no limit; default 10)")
-    p.add_argument("--workers", type=int_at_least(1), metavar="W",
-                   help="processes sharing the database: workers x replicas (default 1)")
+    p.add_argument(
+        "--pool-size",
+        type=int_at_least(0),
+        metavar="N",
+        help="the app's pool_size per process (0 = no limit; default 5 when another pool flag is given)",
+    )
+    p.add_argument(
+        "--max-overflow",
+        type=int_at_least(-1),
+        metavar="M",
+        help="the app's max_overflow per process (-1 = no limit; default 10)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int_at_least(1),
+        metavar="W",
+        help="processes sharing the database: workers x replicas (default 1)",
+    )
     return p
 
 
@@ -104,8 +121,14 @@ def run(argv: list[str]) -> ConnectionReport:
             sl.register_url_secrets(raw)
         kind = "bad_url" if "URL" in str(exc) else "usage"
         return ConnectionReport(timeout_s=None).fail(sl.EXIT_USAGE, kind, str(exc), "see test-connection.sh --help")
-    return check_connection(args.url or args.url_opt, timeout=args.timeout, workers=args.workers,
-                            pool_size=args.pool_size, max_overflow=args.max_overflow, started=STARTED)
+    return check_connection(
+        args.url or args.url_opt,
+        timeout=args.timeout,
+        workers=args.workers,
+        pool_size=args.pool_size,
+        max_overflow=args.max_overflow,
+        started=STARTED,
+    )
 
 
 def main(argv: list[str]) -> int:

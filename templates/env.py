@@ -94,8 +94,13 @@ def public_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
     older SQLModel's GUID hands back on PostgreSQL) becomes ``UUID``, which a revision can name."""
     for cls in type(type_).__mro__:
         module = cls.__module__
-        home = (f"sqlalchemy.dialects.{module.split('.')[2]}" if module.startswith("sqlalchemy.dialects.")
-                else "sqlalchemy" if module.startswith("sqlalchemy.") else None)
+        home = (
+            f"sqlalchemy.dialects.{module.split('.')[2]}"
+            if module.startswith("sqlalchemy.dialects.")
+            else "sqlalchemy"
+            if module.startswith("sqlalchemy.")
+            else None
+        )
         if home is not None and getattr(importlib.import_module(home), cls.__name__, None) is cls:
             return type_ if cls is type(type_) else type_.adapt(cls)
     return type_
@@ -166,7 +171,9 @@ def run_migrations_offline() -> None:
     """``alembic upgrade head --sql``: print the SQL instead of running it."""
     url = database_url()
     dialect_name = url.split(":", 1)[0].split("+", 1)[0]
-    context.configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"}, **configure_options(dialect_name))
+    context.configure(
+        url=url, literal_binds=True, dialect_opts={"paramstyle": "named"}, **configure_options(dialect_name)
+    )
     with context.begin_transaction():
         context.run_migrations()
 

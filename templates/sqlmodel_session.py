@@ -25,8 +25,8 @@ from sqlalchemy.sql.base import ExecutableOption
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from .repository import MAX_PAGE_SIZE, Page, Repository
 from .database import create_sessionmaker
+from .repository import MAX_PAGE_SIZE, Page, Repository
 
 TableT = TypeVar("TableT", bound=SQLModel)
 

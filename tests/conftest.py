@@ -28,13 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import text  # noqa: E402
-from sqlalchemy.engine import URL, make_url  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
-from sqlalchemy.pool import NullPool  # noqa: E402
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
-from templates.database import DatabaseSettings, create_db_engine  # noqa: E402
-from templates.scratch import scratch_url  # noqa: E402
+from templates.database import DatabaseSettings, create_db_engine
+from templates.scratch import scratch_url
 
 BACKENDS: dict[str, str | None] = {"sqlite": None, "postgresql": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}
 EXAMPLE_URLS = {
@@ -72,7 +72,7 @@ def unavailable_reason(backend: str) -> str | None:
         else:
             try:
                 asyncio.run(asyncio.wait_for(_probe(url), 10))
-            except Exception as exc:  # noqa: BLE001 - any failure means "cannot use it"
+            except Exception as exc:
                 reason = f"{backend} server at {masked(url)} is unreachable: {type(exc).__name__}: {exc}"
     _reachable[backend] = reason
     return reason

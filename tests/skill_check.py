@@ -39,7 +39,7 @@ IGNORED_PARTS = {"__pycache__", "node_modules"}
 
 FRONTMATTER = re.compile(r"\A---\n(?P<fm>.*?)\n---\n(?P<body>.*)\Z", re.S)
 MD_LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
-CODE_PATH = re.compile(r"`(?:bash |python3? )?(?P<path>(?:%s)/[A-Za-z0-9_.\-/]+)" % "|".join(PATH_DIRS))
+CODE_PATH = re.compile(r"`(?:bash |python3? )?(?P<path>(?:" + "|".join(PATH_DIRS) + r")/[A-Za-z0-9_.\-/]+)")
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -82,7 +82,7 @@ def check_frontmatter(raw: bytes, folder_name: str | None = SKILL_NAME) -> list[
         return problems + ["SKILL.md must start with a '---' YAML frontmatter block closed by '---'"]
     fm_text, _ = parts
     try:
-        data = yaml.load(fm_text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+        data = yaml.load(fm_text, Loader=StrictLoader)
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return problems + [f"frontmatter is not valid strict YAML: {first} ({exc.__class__.__name__})"]
@@ -192,8 +192,11 @@ def shipped_files(root: Path, dirs: tuple[str, ...] = REACHABLE_DIRS) -> list[Pa
     for d in dirs:
         base = root / d
         if base.is_dir():
-            out += [p for p in base.rglob("*") if p.is_file() and not IGNORED_PARTS & set(p.parts)
-                    and p.suffix not in {".pyc"}]
+            out += [
+                p
+                for p in base.rglob("*")
+                if p.is_file() and not IGNORED_PARTS & set(p.parts) and p.suffix not in {".pyc"}
+            ]
     return sorted(out)
 
 
@@ -211,7 +214,9 @@ def check_reachability(root: Path) -> list[str]:
     if not skill.exists():
         return ["SKILL.md is missing"]
     skill_text = skill.read_text("utf-8", "replace")
-    linked_refs = [p for p in sorted((root / "references").glob("*.md")) if mentions(skill_text, f"references/{p.name}")]
+    linked_refs = [
+        p for p in sorted((root / "references").glob("*.md")) if mentions(skill_text, f"references/{p.name}")
+    ]
     corpus = skill_text + "\n".join(p.read_text("utf-8", "replace") for p in linked_refs)
     problems = []
     for ref in sorted((root / "references").glob("*.md")):
@@ -249,8 +254,12 @@ def check_references(root: Path) -> list[str]:
         lines = ref.read_text("utf-8", "replace").splitlines()
         if len(lines) > REFERENCE_MAX_LINES:
             problems.append(f"references/{ref.name} is {len(lines)} lines (budget: under 300)")
-        if len(lines) > REFERENCE_CONTENTS_FROM and not any(ln.strip().lower().lstrip("#* ").startswith("contents") for ln in lines[:40]):
-            problems.append(f"references/{ref.name} is over {REFERENCE_CONTENTS_FROM} lines and has no contents list near the top")
+        if len(lines) > REFERENCE_CONTENTS_FROM and not any(
+            ln.strip().lower().lstrip("#* ").startswith("contents") for ln in lines[:40]
+        ):
+            problems.append(
+                f"references/{ref.name} is over {REFERENCE_CONTENTS_FROM} lines and has no contents list near the top"
+            )
     return problems
 
 
@@ -259,7 +268,14 @@ def check_all(root: Path, folder_name: str | None = SKILL_NAME) -> list[str]:
     if not skill.exists():
         return ["SKILL.md is missing"]
     raw = skill.read_bytes()
-    return check_frontmatter(raw, folder_name) + check_body(raw) + check_paths(root) + check_reachability(root) + check_names(root) + check_references(root)
+    return (
+        check_frontmatter(raw, folder_name)
+        + check_body(raw)
+        + check_paths(root)
+        + check_reachability(root)
+        + check_names(root)
+        + check_references(root)
+    )
 
 
 if __name__ == "__main__":

@@ -24,14 +24,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sample_project.harness import SCRIPTS, SKILL, alembic, script  # noqa: E402
+from sample_project.harness import SCRIPTS, SKILL, alembic, script
 
 sys.path.insert(0, str(SCRIPTS))
-from scratch_db import scratch_database  # noqa: E402
+from scratch_db import scratch_database
 
 pytestmark = pytest.mark.slow
 
-MODELS = '''\
+MODELS = """\
 from __future__ import annotations
 
 import uuid
@@ -56,7 +56,7 @@ class ApNote(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ap_items.id", ondelete="CASCADE"), index=True)
     written_at: Mapped[datetime]
-'''
+"""
 
 
 def make_project(tmp: Path) -> Path:
@@ -75,7 +75,9 @@ def describe_schema(conn: Connection) -> dict[str, Any]:
     schema: dict[str, Any] = {}
     for table in sorted(t for t in insp.get_table_names() if t.startswith("ap_")):
         schema[table] = {
-            "columns": {c["name"]: (c["type"].compile(dialect=conn.dialect), c["nullable"]) for c in insp.get_columns(table)},
+            "columns": {
+                c["name"]: (c["type"].compile(dialect=conn.dialect), c["nullable"]) for c in insp.get_columns(table)
+            },
             "indexes": sorted(str(i["name"]) for i in insp.get_indexes(table)),
             "unique": sorted(str(u["name"]) for u in insp.get_unique_constraints(table)),
         }

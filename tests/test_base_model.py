@@ -152,7 +152,9 @@ def mariadb_native_uuid_by_default(engine: AsyncEngine, backend: str) -> bool:
 
 async def test_uuid_column_type_per_backend(engine: AsyncEngine, sessionmaker: Any, backend: str) -> None:
     async with engine.connect() as conn:
-        columns = await conn.run_sync(lambda sync: {c["name"]: c["type"] for c in inspect(sync).get_columns("bm_things")})
+        columns = await conn.run_sync(
+            lambda sync: {c["name"]: c["type"] for c in inspect(sync).get_columns("bm_things")}
+        )
     ddl_type = columns["id"].compile(dialect=engine.dialect).upper()
     if native_uuid_expected(engine, backend):
         assert ddl_type == "UUID"
@@ -171,7 +173,11 @@ async def test_mariadb_uuid_columns_made_by_sqlalchemy_2_0_need_care_on_2_1(engi
     assert Uuid().compile(dialect=engine.dialect).upper() == ("UUID" if native else "CHAR(32)")
     key = uuid.uuid4()
     legacy = Table("bm_legacy_ids", MetaData(), Column("id", Uuid, primary_key=True))
-    pinned = Table("bm_legacy_ids", MetaData(), Column("id", Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb"), primary_key=True))
+    pinned = Table(
+        "bm_legacy_ids",
+        MetaData(),
+        Column("id", Uuid().with_variant(Uuid(native_uuid=False), "mysql", "mariadb"), primary_key=True),
+    )
     async with engine.begin() as conn:
         await conn.execute(text("DROP TABLE IF EXISTS bm_legacy_ids"))
         await conn.execute(text("CREATE TABLE bm_legacy_ids (id CHAR(32) NOT NULL PRIMARY KEY)"))  # as 2.0 made it
@@ -198,7 +204,9 @@ async def test_timestamps_read_back_as_aware_utc(sessionmaker: async_sessionmake
     assert again.deleted_at is None and again.due_at is None
 
 
-async def test_other_offsets_are_stored_as_the_same_instant_in_utc(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def test_other_offsets_are_stored_as_the_same_instant_in_utc(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
     local = datetime(2024, 5, 1, 12, 30, 15, tzinfo=PLUS_FIVE)
     thing = await insert_thing(sessionmaker, created_at=local, due_at=local)
     again = await read_thing(sessionmaker, thing.id)
@@ -209,7 +217,9 @@ async def test_other_offsets_are_stored_as_the_same_instant_in_utc(sessionmaker:
     # Core queries go through the type as well (filters and results).
     async with sessionmaker() as session:
         found = await session.scalar(
-            select(BmThing.due_at).where(BmThing.id == thing.id, BmThing.due_at == datetime(2024, 5, 1, 7, 30, 15, tzinfo=timezone.utc))
+            select(BmThing.due_at).where(
+                BmThing.id == thing.id, BmThing.due_at == datetime(2024, 5, 1, 7, 30, 15, tzinfo=timezone.utc)
+            )
         )
     assert_aware_utc(found)
 
@@ -230,7 +240,9 @@ async def test_microseconds_survive_the_round_trip(
     assert (await read_thing(sessionmaker, thing.id)).due_at == precise
 
 
-async def test_naive_datetime_is_rejected_and_nothing_is_written(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def test_naive_datetime_is_rejected_and_nothing_is_written(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
     code = new_code()
     async with sessionmaker() as session:
         session.add(BmThing(code=code, due_at=datetime(2024, 5, 1, 12, 0)))
@@ -338,7 +350,9 @@ async def test_stale_update_raises_stale_data_error(sessionmaker: async_sessionm
     assert (stored.qty, stored.version_id) == (10, 2)  # Alice's write kept, Bob's refused
 
 
-async def test_stale_update_with_both_transactions_open(sessionmaker: async_sessionmaker[AsyncSession], backend: str) -> None:
+async def test_stale_update_with_both_transactions_open(
+    sessionmaker: async_sessionmaker[AsyncSession], backend: str
+) -> None:
     """Both sessions keep their read transaction open. PostgreSQL (READ COMMITTED) and MariaDB
     (REPEATABLE READ; UPDATE sees the latest committed row) match 0 rows -> StaleDataError.
     SQLite (WAL) cannot upgrade Bob's older read snapshot to a write: "database is locked".
@@ -426,7 +440,9 @@ async def test_check_constraint_is_enforced(sessionmaker: async_sessionmaker[Asy
         await session.rollback()
 
 
-async def test_raw_sql_bypasses_the_type(engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], backend: str) -> None:
+async def test_raw_sql_bypasses_the_type(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], backend: str
+) -> None:
     """text() results are not processed by UTCDateTime: naive on SQLite/MySQL (a str on SQLite)."""
     thing = await insert_thing(sessionmaker)
     key = thing.id if backend == "postgresql" else thing.id.hex

@@ -120,7 +120,8 @@ async def test_upsert_inserts_updates_and_collapses_duplicates(session: AsyncSes
     assert sent == 3 and len(queries) == 1
     rows = await session.execute(
         select(bo.BulkProduct.sku, bo.BulkProduct.name, bo.BulkProduct.qty)
-        .where(bo.BulkProduct.sku.startswith(p)).order_by(bo.BulkProduct.sku)
+        .where(bo.BulkProduct.sku.startswith(p))
+        .order_by(bo.BulkProduct.sku)
     )
     assert [tuple(r) for r in rows] == [
         (f"{p}-000000", f"{p} item 0", 1),

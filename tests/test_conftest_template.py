@@ -21,7 +21,7 @@ pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "templates" / "conftest.py"
 
-USER_TESTS = '''
+USER_TESTS = """
 import os
 from pathlib import Path
 
@@ -92,7 +92,7 @@ async def test_namespace_is_scratch(session):
 
 async def test_nothing_left_at_the_end(session):
     assert await users(session) == 0
-'''
+"""
 
 
 async def namespace_exists(server_url: str, dialect: str, name: str) -> bool:
@@ -172,13 +172,13 @@ def test_without_create_savepoint_one_409_lets_later_writes_escape(
     }, result.outlines[-20:]
 
 
-LOOP_TESTS = '''
+LOOP_TESTS = """
 from sqlalchemy import text
 
 
 async def test_query_through_the_session(session):
     assert await session.scalar(text("SELECT 1")) == 1
-'''
+"""
 
 
 def test_without_the_loop_hook_server_drivers_hit_a_different_loop(
@@ -191,7 +191,9 @@ def test_without_the_loop_hook_server_drivers_hit_a_different_loop(
     pytester.makeconftest(template[:start] + template[end:])
     make_user_app(pytester)
     pytester.makepyfile(test_loop=LOOP_TESTS)
-    pytester.makeini(f"[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\npythonpath = {ROOT}\n")
+    pytester.makeini(
+        f"[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\npythonpath = {ROOT}\n"
+    )
     monkeypatch.delenv("DATABASE_URL", raising=False)
     if backend == "sqlite":
         monkeypatch.delenv("TEST_DATABASE_URL", raising=False)
@@ -205,7 +207,9 @@ def test_without_the_loop_hook_server_drivers_hit_a_different_loop(
         assert any("attached to a different loop" in line for line in result.outlines), result.outlines[-30:]
 
 
-def test_sqlite_without_the_begin_hook_lets_commits_escape(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sqlite_without_the_begin_hook_lets_commits_escape(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A plain aiosqlite engine (no configure_sqlite): the driver commits on its own, SAVEPOINTs do
     not nest in the outer transaction, and rows written by one test are seen by the next."""
     template = TEMPLATE.read_text()

@@ -43,10 +43,12 @@ def build_app(db_url: tuple[URL, dict[str, Any]], **settings: Any) -> FastAPI:
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all, tables=[EmParent.__table__, EmChild.__table__])
 
-    app = FastAPI(lifespan=create_lifespan(
-        DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args, **settings),
-        on_startup=create,
-    ))
+    app = FastAPI(
+        lifespan=create_lifespan(
+            DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args, **settings),
+            on_startup=create,
+        )
+    )
     install_error_handlers(app)
     app.include_router(health_router)
 
@@ -68,7 +70,9 @@ def build_app(db_url: tuple[URL, dict[str, Any]], **settings: Any) -> FastAPI:
     return app
 
 
-async def test_duplicate_and_missing_parent_are_409_but_a_not_null_bug_is_500(db_url: tuple[URL, dict[str, Any]]) -> None:
+async def test_duplicate_and_missing_parent_are_409_but_a_not_null_bug_is_500(
+    db_url: tuple[URL, dict[str, Any]],
+) -> None:
     app = build_app(db_url)
     code = f"c-{uuid.uuid4().hex[:8]}"
     async with app.router.lifespan_context(app):
@@ -88,7 +92,9 @@ async def test_not_null_violation_is_not_reported_as_conflict(db_url: tuple[URL,
     from templates.db_errors import is_conflict
 
     url, connect_args = db_url
-    engine = create_db_engine(DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args))
+    engine = create_db_engine(
+        DatabaseSettings(url=url.render_as_string(hide_password=False), connect_args=connect_args)
+    )
     try:
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all, tables=[EmParent.__table__, EmChild.__table__])

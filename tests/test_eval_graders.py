@@ -160,7 +160,8 @@ def test_grader(task: str, solution: str, backend: str, grader_runs: GraderRuns)
         failed = {line.split(" ", 2)[1].rstrip(":") for line in run.lines("FAIL")}
         for check in meta(task)["naive_fails"][backend]:
             assert f"{check}[{backend}]" in failed, (
-                f"naive/ of {task} should FAIL {check} on {backend}\n{run.describe()}")
+                f"naive/ of {task} should FAIL {check} on {backend}\n{run.describe()}"
+            )
 
 
 # --- the shape of the task folders (no database) ----------------------------------------------

@@ -114,7 +114,16 @@ async def test_concurrent_duplicates_one_201_rest_409(client: httpx.AsyncClient,
         {"email": 42, "name": "x"},
         [],
     ],
-    ids=["bad-email", "no-name", "no-email", "empty-name", "name-too-long", "extra-field", "email-not-str", "not-object"],
+    ids=[
+        "bad-email",
+        "no-name",
+        "no-email",
+        "empty-name",
+        "name-too-long",
+        "extra-field",
+        "email-not-str",
+        "not-object",
+    ],
 )
 async def test_invalid_body_is_422(client: httpx.AsyncClient, body: Any) -> None:
     response = await client.post("/users", json=body)
@@ -320,8 +329,11 @@ async def test_health_reports_503_without_leaking_details(api: tuple[FastAPI, ht
 async def test_pool_exhausted_is_503_with_retry_after(server_url: str) -> None:
     async with scratch_url(server_url) as (url, connect_args):
         settings = DatabaseSettings(
-            url=url.render_as_string(hide_password=False), connect_args=connect_args,
-            pool_size=1, max_overflow=0, pool_timeout=0.2,
+            url=url.render_as_string(hide_password=False),
+            connect_args=connect_args,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=0.2,
         )
         app = create_app(settings)
         async with app.router.lifespan_context(app):
@@ -410,7 +422,7 @@ def b64(raw: bytes) -> str:
         {"cursor": b64(b"[1]")},
         {"cursor": b64(b'["yesterday", "nope"]')},
         {"cursor": b64(b'["2024-01-01T00:00:00", "0" ]')},  # naive datetime
-        {"cursor": b64(b'[1, 2]')},
+        {"cursor": b64(b"[1, 2]")},
         {"cursor": "A" * 513},
         {"limit": 0},
         {"limit": 201},

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sample_project.harness import (  # noqa: E402
+from sample_project.harness import (
     METADATA,
     PASSWORD,
     PASSWORD_MARKERS,
@@ -32,7 +32,7 @@ from sample_project.harness import (  # noqa: E402
 )
 
 sys.path.insert(0, str(SCRIPTS))
-from scratch_db import admin_execute, scratch_database  # noqa: E402
+from scratch_db import admin_execute, scratch_database
 
 pytestmark = pytest.mark.slow
 
@@ -52,9 +52,11 @@ def user_db(server_url: str, backend: str) -> Iterator[str]:
             yield url.render_as_string(hide_password=False)
             return
         user = f"asp_pw_{secrets.token_hex(3)}"
-        for sql in (f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'",
-                    f"GRANT ALL ON `{url.database}`.* TO '{user}'@'%'",
-                    f"GRANT ALL ON `alembic\\_roundtrip\\_%`.* TO '{user}'@'%'"):
+        for sql in (
+            f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'",
+            f"GRANT ALL ON `{url.database}`.* TO '{user}'@'%'",
+            f"GRANT ALL ON `alembic\\_roundtrip\\_%`.* TO '{user}'@'%'",
+        ):
             asyncio.run(admin_execute(base, sql))
         try:
             yield url.set(username=user, password=PASSWORD).render_as_string(hide_password=False)
@@ -86,7 +88,9 @@ def created_tables(path: Path) -> set[str]:
     return {
         node.args[0].value
         for node in ast.walk(upgrade)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "create_table"
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "create_table"
         and isinstance(node.args[0], ast.Constant)
     }
 
@@ -155,7 +159,10 @@ def test_risky_changes_are_flagged(user_db: str, backend: str, tmp_path: Path) -
     edit_models(project, "=title: Mapped[str]", "    headline: Mapped[str] = mapped_column(String(200))")  # a rename
     edit_models(project, "=name: Mapped[str]", "    name: Mapped[str] = mapped_column(String(150), unique=True)")
     edit_models(project, "author columns", "    country: Mapped[str] = mapped_column(String(2))")
-    edit_models(project, "more tables", """\
+    edit_models(
+        project,
+        "more tables",
+        """\
 import enum
 from sqlalchemy import Enum, Index
 
@@ -173,14 +180,20 @@ class SpReview(Base):
 
 
 Index("ix_sp_books_author_title", SpBook.author_id, SpBook.headline)
-""")
+""",
+    )
     run = script("generate-migration", "risky", "--json", "--roundtrip", cwd=project, url=url)
     check(run, expected=1 if backend == "postgresql" else 0)
     result = run.json
     rules = {w["rule"] for w in result["warnings"]}
     # the downgrade re-adds title NOT NULL without a default and narrows name back to 100: both fail on real rows
-    expected = {"drop_column", "rename_suspected", "not_null_without_default", "downgrade_not_null_without_default",
-                "downgrade_type_change"}
+    expected = {
+        "drop_column",
+        "rename_suspected",
+        "not_null_without_default",
+        "downgrade_not_null_without_default",
+        "downgrade_type_change",
+    }
     if backend == "sqlite":
         expected |= {"type_change"}  # widening 100 -> 150: batch mode copies the table
     else:  # widening 100 -> 150 rewrites nothing on PostgreSQL, extends in place on MySQL/MariaDB: a note
@@ -205,12 +218,16 @@ Index("ix_sp_books_author_title", SpBook.author_id, SpBook.headline)
 def test_human_output_and_empty_downgrade(user_db: str, tmp_path: Path) -> None:
     check, project, url = Outputs(), make_project(tmp_path), user_db
     initial_revision(project, url, check)
-    edit_models(project, "more tables", """\
+    edit_models(
+        project,
+        "more tables",
+        """\
 class SpShelf(Base):
     __tablename__ = "sp_shelves"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-""")
+""",
+    )
     edit_models(project, '=__tablename__ = "sp_books"', '    __tablename__ = "sp_books_v2"')  # drop + create
     run = check(script("generate-migration", "shelves", cwd=project, url=url))
     assert run.out.startswith("created ") and "operations (" in run.out
@@ -251,10 +268,15 @@ def test_enum_column_on_postgresql(user_db: str, backend: str, tmp_path: Path) -
     """op.add_column with a new Enum does not CREATE TYPE on PostgreSQL: flagged, and --roundtrip shows it fail."""
     check, project, url = Outputs(), make_project(tmp_path), user_db
     initial_revision(project, url, check)
-    edit_models(project, "=from sqlalchemy import ForeignKey, String",
-                'import enum\n\nfrom sqlalchemy import Enum, ForeignKey, String\n\n\nclass SpKind(enum.Enum):\n'
-                '    paper = "paper"\n    ebook = "ebook"\n')
-    edit_models(project, "book columns", '    kind: Mapped[SpKind | None] = mapped_column(Enum(SpKind, name="sp_kind"))')
+    edit_models(
+        project,
+        "=from sqlalchemy import ForeignKey, String",
+        "import enum\n\nfrom sqlalchemy import Enum, ForeignKey, String\n\n\nclass SpKind(enum.Enum):\n"
+        '    paper = "paper"\n    ebook = "ebook"\n',
+    )
+    edit_models(
+        project, "book columns", '    kind: Mapped[SpKind | None] = mapped_column(Enum(SpKind, name="sp_kind"))'
+    )
     run = check(script("generate-migration", "book kind", "--json", "--roundtrip", cwd=project, url=url), expected=1)
     result = run.json
     assert result["operations"] == ["add_column"]

@@ -69,15 +69,25 @@ CASES = [
     Case("60kb-cursor", "GET", "/users", {"params": {"cursor": "c" * 60_000}}),  # httpx caps a query at 64 KiB
     Case("10mb-body", "POST", "/users", body(b'{"email": "t@example.com", "name": "' + b"a" * (10 * MB) + b'"}')),
     # --- invalid UTF-8 and unstorable text ---------------------------------------------------
-    Case("utf8-invalid-email", "POST", "/users", body(b'{"email": "\xff\xfe@example.com", "name": "a"}'),
-         frozenset({400})),
-    Case("utf8-invalid-name", "POST", "/users", body(b'{"email": "v@example.com", "name": "\xc3\x28"}'),
-         frozenset({400})),
+    Case(
+        "utf8-invalid-email",
+        "POST",
+        "/users",
+        body(b'{"email": "\xff\xfe@example.com", "name": "a"}'),
+        frozenset({400}),
+    ),
+    Case(
+        "utf8-invalid-name", "POST", "/users", body(b'{"email": "v@example.com", "name": "\xc3\x28"}'), frozenset({400})
+    ),
     Case("utf8-overlong", "POST", "/users", body(b'{"email": "o@example.com", "name": "\xc0\xaf"}'), frozenset({400})),
-    Case("utf8-truncated", "POST", "/users", body(b'{"email": "t@example.com", "name": "\xe2\x82"}'),
-         frozenset({400})),
-    Case("utf8-encoded-surrogate", "POST", "/users", body(b'{"email": "s@example.com", "name": "\xed\xa0\x80"}'),
-         frozenset({400, 422})),  # Python's JSON reader lets it through as a surrogate; pydantic refuses it
+    Case("utf8-truncated", "POST", "/users", body(b'{"email": "t@example.com", "name": "\xe2\x82"}'), frozenset({400})),
+    Case(
+        "utf8-encoded-surrogate",
+        "POST",
+        "/users",
+        body(b'{"email": "s@example.com", "name": "\xed\xa0\x80"}'),
+        frozenset({400, 422}),
+    ),  # Python's JSON reader lets it through as a surrogate; pydantic refuses it
     Case("json-lone-surrogate", "POST", "/users", body(b'{"email": "ls@example.com", "name": "\\ud800"}')),
     Case("nul-in-name", "POST", "/users", {"json": {"email": "nul@example.com", "name": "a\x00b"}}),
     Case("nul-in-email", "POST", "/users", {"json": {"email": "n\x00l@example.com", "name": "a"}}),
@@ -88,57 +98,97 @@ CASES = [
     Case("not-json", "POST", "/users", body(b"{'email': 'a@example.com'}"), frozenset({422})),
     Case("truncated-json", "POST", "/users", body(b'{"email": "a@example.com", "na'), frozenset({422})),
     # --- limit ----------------------------------------------------------------------------------
-    *(Case(f"limit={v}", "GET", "/users", {"params": {"limit": v}})
-      for v in ["-1", "0", "201", str(10**40), "-" + str(10**40), "1e3", "5.5", "0x10", "ten", "",
-                "1; DROP TABLE users"]),
+    *(
+        Case(f"limit={v}", "GET", "/users", {"params": {"limit": v}})
+        for v in [
+            "-1",
+            "0",
+            "201",
+            str(10**40),
+            "-" + str(10**40),
+            "1e3",
+            "5.5",
+            "0x10",
+            "ten",
+            "",
+            "1; DROP TABLE users",
+        ]
+    ),
     # --- cursors: malformed and forged -------------------------------------------------------
-    *(Case(f"cursor-{name}", "GET", "/users", {"params": {"cursor": value}}) for name, value in [
-        ("sql", "' OR 1=1 --"),
-        ("percent", "%%%"),
-        ("padding", "===="),
-        ("one-char", "a"),
-        ("not-json", b64(b"not json")),
-        ("invalid-utf8", b64(b"\xff\xfe")),
-        ("null", cursor_of(None)),
-        ("object", cursor_of({"created_at": "2024-01-01T00:00:00+00:00"})),
-        ("empty-list", cursor_of([])),
-        ("too-short", cursor_of(["2024-01-01T00:00:00+00:00"])),
-        ("too-long", cursor_of(["2024-01-01T00:00:00+00:00", "0" * 32, 1])),
-        ("types-swapped", cursor_of(["0" * 32, "2024-01-01T00:00:00+00:00"])),
-        ("bools", cursor_of([True, False])),
-        ("naive-datetime", cursor_of(["2024-01-01T00:00:00", "0" * 32])),
-        ("bad-uuid", cursor_of(["2024-01-01T00:00:00+00:00", "not-a-uuid"])),
-        ("nul-uuid", cursor_of(["2024-01-01T00:00:00+00:00", "\x00" * 32])),
-        ("sql-uuid", cursor_of(["2024-01-01T00:00:00+00:00", "'; DROP TABLE users; --"])),
-        ("overflow-datetime", cursor_of(["9999-12-31T23:59:59-14:00", "0" * 32])),
-        ("underflow-datetime", cursor_of(["0001-01-01T00:00:00+14:00", "0" * 32])),
-        ("huge-number", b64(b"[1e999, 1]")),
-        ("nested", b64(b"[" * 300 + b"]" * 300)),
-    ]),
+    *(
+        Case(f"cursor-{name}", "GET", "/users", {"params": {"cursor": value}})
+        for name, value in [
+            ("sql", "' OR 1=1 --"),
+            ("percent", "%%%"),
+            ("padding", "===="),
+            ("one-char", "a"),
+            ("not-json", b64(b"not json")),
+            ("invalid-utf8", b64(b"\xff\xfe")),
+            ("null", cursor_of(None)),
+            ("object", cursor_of({"created_at": "2024-01-01T00:00:00+00:00"})),
+            ("empty-list", cursor_of([])),
+            ("too-short", cursor_of(["2024-01-01T00:00:00+00:00"])),
+            ("too-long", cursor_of(["2024-01-01T00:00:00+00:00", "0" * 32, 1])),
+            ("types-swapped", cursor_of(["0" * 32, "2024-01-01T00:00:00+00:00"])),
+            ("bools", cursor_of([True, False])),
+            ("naive-datetime", cursor_of(["2024-01-01T00:00:00", "0" * 32])),
+            ("bad-uuid", cursor_of(["2024-01-01T00:00:00+00:00", "not-a-uuid"])),
+            ("nul-uuid", cursor_of(["2024-01-01T00:00:00+00:00", "\x00" * 32])),
+            ("sql-uuid", cursor_of(["2024-01-01T00:00:00+00:00", "'; DROP TABLE users; --"])),
+            ("overflow-datetime", cursor_of(["9999-12-31T23:59:59-14:00", "0" * 32])),
+            ("underflow-datetime", cursor_of(["0001-01-01T00:00:00+14:00", "0" * 32])),
+            ("huge-number", b64(b"[1e999, 1]")),
+            ("nested", b64(b"[" * 300 + b"]" * 300)),
+        ]
+    ),
     # Forged but well-formed: a legitimate (empty or full) page, not an error.
-    Case("cursor-forged-future", "GET", "/users",
-         {"params": {"cursor": cursor_of(["9999-12-31T23:59:59+00:00", "f" * 32])}}, frozenset({200})),
-    Case("cursor-forged-past", "GET", "/users",
-         {"params": {"cursor": cursor_of(["0001-01-02T00:00:00+00:00", "0" * 32])}}, frozenset({200})),
+    Case(
+        "cursor-forged-future",
+        "GET",
+        "/users",
+        {"params": {"cursor": cursor_of(["9999-12-31T23:59:59+00:00", "f" * 32])}},
+        frozenset({200}),
+    ),
+    Case(
+        "cursor-forged-past",
+        "GET",
+        "/users",
+        {"params": {"cursor": cursor_of(["0001-01-02T00:00:00+00:00", "0" * 32])}},
+        frozenset({200}),
+    ),
     # --- unknown fields and wrong types ----------------------------------------------------
-    *(Case(f"unknown-{k}", "POST", "/users", {"json": {"email": f"{k}@example.com", "name": "x", k: v}})
-      for k, v in [("is_admin", True), ("id", str(uuid.uuid4())), ("created_at", "2000-01-01T00:00:00Z"),
-                   ("deleted_at", "2000-01-01T00:00:00Z"), ("__class__", "User")]),
-    *(Case(f"type-{name}", "POST", "/users", {"json": value}) for name, value in [
-        ("email-int", {"email": 42, "name": "x"}),
-        ("email-list", {"email": ["a@example.com"], "name": "x"}),
-        ("name-null", {"email": "a@example.com", "name": None}),
-        ("name-object", {"email": "a@example.com", "name": {"$ne": ""}}),
-        ("name-bool", {"email": "a@example.com", "name": True}),
-        ("array", [{"email": "a@example.com", "name": "x"}]),
-        ("string", "a@example.com"),
-        ("number", 1),
-        ("null", None),
-    ]),
+    *(
+        Case(f"unknown-{k}", "POST", "/users", {"json": {"email": f"{k}@example.com", "name": "x", k: v}})
+        for k, v in [
+            ("is_admin", True),
+            ("id", str(uuid.uuid4())),
+            ("created_at", "2000-01-01T00:00:00Z"),
+            ("deleted_at", "2000-01-01T00:00:00Z"),
+            ("__class__", "User"),
+        ]
+    ),
+    *(
+        Case(f"type-{name}", "POST", "/users", {"json": value})
+        for name, value in [
+            ("email-int", {"email": 42, "name": "x"}),
+            ("email-list", {"email": ["a@example.com"], "name": "x"}),
+            ("name-null", {"email": "a@example.com", "name": None}),
+            ("name-object", {"email": "a@example.com", "name": {"$ne": ""}}),
+            ("name-bool", {"email": "a@example.com", "name": True}),
+            ("array", [{"email": "a@example.com", "name": "x"}]),
+            ("string", "a@example.com"),
+            ("number", 1),
+            ("null", None),
+        ]
+    ),
     Case("type-post-title-int", "POST", "/users/{user}/posts", {"json": {"title": 7}}),
     Case("empty-body", "POST", "/users", {"content": b"", "headers": JSON}),
-    Case("text-plain", "POST", "/users", {"content": b'{"email": "tp@example.com", "name": "a"}',
-                                          "headers": {"content-type": "text/plain"}}),
+    Case(
+        "text-plain",
+        "POST",
+        "/users",
+        {"content": b'{"email": "tp@example.com", "name": "a"}', "headers": {"content-type": "text/plain"}},
+    ),
     Case("form-encoded", "POST", "/users", {"data": {"email": "f@example.com", "name": "a"}}),
     # --- paths and methods ------------------------------------------------------------------
     Case("path-sql", "GET", "/users/' OR '1'='1"),
@@ -154,7 +204,7 @@ CASES = [
 # Text that looks like SQL is data: 201, stored and returned byte for byte.
 SQL_TEXT = [
     "x'); DROP TABLE users; --",
-    "\" OR \"\"=\"",
+    '" OR ""="',
     "`; SHOW TABLES; #",
     "%' OR 1=1 --",
     "\\'; SELECT pg_sleep(10); --",
@@ -196,8 +246,9 @@ async def test_hostile_request_is_refused(hostile_api: tuple[FastAPI, httpx.Asyn
 
 
 @pytest.mark.parametrize("text", SQL_TEXT)
-async def test_sql_looking_text_is_stored_verbatim(hostile_api: tuple[FastAPI, httpx.AsyncClient, str],
-                                                  text: str) -> None:
+async def test_sql_looking_text_is_stored_verbatim(
+    hostile_api: tuple[FastAPI, httpx.AsyncClient, str], text: str
+) -> None:
     app, client, _ = hostile_api
     before = await table_counts(app.state.engine)
     email = f"sql-{uuid.uuid4().hex[:10]}@example.com"

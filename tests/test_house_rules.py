@@ -148,13 +148,25 @@ FRAMEWORK_FREE_PROGRAM = textwrap.dedent(
 def test_framework_free_templates_run_without_fastapi_installed(site_without_fastapi: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "DATABASE_URL"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(site_without_fastapi)])
-    done = subprocess.run([sys.executable, "-S", "-c", FRAMEWORK_FREE_PROGRAM], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", FRAMEWORK_FREE_PROGRAM],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "framework-free ok False"
     # and the FastAPI template really does need it there
-    broken = subprocess.run([sys.executable, "-S", "-c", "import templates.fastapi_integration"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    broken = subprocess.run(
+        [sys.executable, "-S", "-c", "import templates.fastapi_integration"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert broken.returncode != 0 and "No module named 'fastapi'" in broken.stderr
 
 
@@ -169,19 +181,27 @@ def tool(name: str) -> str:
 
 
 def test_ruff_lint() -> None:
-    done = subprocess.run([tool("ruff"), "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [tool("ruff"), "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
 def test_ruff_format() -> None:
-    done = subprocess.run([tool("ruff"), "format", "--check", "--no-cache", "."], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [tool("ruff"), "format", "--check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
 def test_mypy_strict_on_templates() -> None:
-    done = subprocess.run([tool("mypy"), "--no-incremental", "--cache-dir", os.devnull], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [tool("mypy"), "--no-incremental", "--cache-dir", os.devnull],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "--strict" not in done.stdout
     assert "Success" in done.stdout

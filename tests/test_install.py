@@ -31,8 +31,15 @@ def test_skills_add_installs_for_claude_code(tmp_path: Path) -> None:
     project = tmp_path / "user project"
     project.mkdir()
     env = dict(os.environ, DISABLE_TELEMETRY="1", DO_NOT_TRACK="1", CI="1")
-    proc = subprocess.run([*cmd, "add", str(source), "-a", "claude-code", "-y", "--copy"], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [*cmd, "add", str(source), "-a", "claude-code", "-y", "--copy"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     installed = project / ".claude" / "skills" / "async-sqlalchemy-patterns"
     assert (installed / "SKILL.md").read_bytes() == (ROOT / "SKILL.md").read_bytes()

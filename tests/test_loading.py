@@ -85,7 +85,9 @@ async def test_lazy_raise_refuses_without_sql(engine: AsyncEngine, session: Asyn
     assert queries.statements == []
 
 
-async def test_awaitable_attrs_does_not_bypass_lazy_raise(engine: AsyncEngine, session: AsyncSession, user_ids: list) -> None:
+async def test_awaitable_attrs_does_not_bypass_lazy_raise(
+    engine: AsyncEngine, session: AsyncSession, user_ids: list
+) -> None:
     user = await session.get(User, user_ids[0])
     assert user is not None
     with count_queries(engine) as queries:
@@ -121,7 +123,7 @@ async def test_selectinload_is_two_statements_for_any_number_of_users(
 async def test_selectinload_batches_500_parents_per_statement(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    """"Regardless of N" holds up to 500 parents; each further 500 costs one more SELECT."""
+    """ "Regardless of N" holds up to 500 parents; each further 500 costs one more SELECT."""
     async with sessionmaker() as session, session.begin():
         ids = await seed(session, f"tl{uuid.uuid4().hex[:8]}", users=501, posts_per_user=0)
     async with sessionmaker() as session:
@@ -141,7 +143,9 @@ async def test_nested_selectinload_costs_one_statement_per_level(
     assert len(tag_names) == USERS * POSTS_PER_USER * 2
 
 
-async def test_joinedload_many_to_one_is_one_statement(engine: AsyncEngine, session: AsyncSession, user_ids: list) -> None:
+async def test_joinedload_many_to_one_is_one_statement(
+    engine: AsyncEngine, session: AsyncSession, user_ids: list
+) -> None:
     with count_queries(engine) as queries:
         posts = await posts_with_author(session, user_ids)
         authors = {p.author.id for p in posts}
@@ -160,7 +164,9 @@ async def test_joinedload_collection_needs_unique(engine: AsyncEngine, session: 
     assert len(users) == USERS and per_user == [POSTS_PER_USER] * USERS  # de-duplicated
 
 
-async def test_contains_eager_fills_a_filtered_collection(engine: AsyncEngine, session: AsyncSession, user_ids: list) -> None:
+async def test_contains_eager_fills_a_filtered_collection(
+    engine: AsyncEngine, session: AsyncSession, user_ids: list
+) -> None:
     with count_queries(engine) as queries:
         users = await users_with_matching_posts(session, user_ids, "async")
         titles = [p.title for u in users for p in u.posts]
@@ -200,7 +206,9 @@ async def test_relationship_criteria_also_need_populate_existing(session: AsyncS
     assert [len(u.posts) for u in fresh] == [1] * USERS and fresh[0] is loaded[0]
 
 
-async def test_load_only_with_raiseload_leaves_columns_out(engine: AsyncEngine, session: AsyncSession, user_ids: list) -> None:
+async def test_load_only_with_raiseload_leaves_columns_out(
+    engine: AsyncEngine, session: AsyncSession, user_ids: list
+) -> None:
     with count_queries(engine) as queries:
         posts = await post_titles(session, user_ids)
         with pytest.raises(InvalidRequestError, match="raise"):
@@ -228,7 +236,9 @@ async def test_raiseload_star_refuses_lazy_loads(engine: AsyncEngine, session: A
     assert queries.statements == []
 
 
-async def test_raiseload_star_keeps_explicit_loaders(engine: AsyncEngine, session: AsyncSession, project_ids: list) -> None:
+async def test_raiseload_star_keeps_explicit_loaders(
+    engine: AsyncEngine, session: AsyncSession, project_ids: list
+) -> None:
     stmt = select(LsProject).where(LsProject.id.in_(project_ids)).options(selectinload(LsProject.tasks), raiseload("*"))
     with count_queries(engine) as queries:
         projects = (await session.scalars(stmt)).all()
@@ -254,7 +264,9 @@ async def test_rollback_expires_objects_so_attribute_access_raises(session: Asyn
     assert user.name != "renamed"
 
 
-async def test_awaitable_attrs_in_a_loop_is_n_plus_one(engine: AsyncEngine, session: AsyncSession, project_ids: list) -> None:
+async def test_awaitable_attrs_in_a_loop_is_n_plus_one(
+    engine: AsyncEngine, session: AsyncSession, project_ids: list
+) -> None:
     with count_queries(engine) as queries:
         lazy = await task_counts_awaitable(session, project_ids)
     assert len(sent(queries)) == 1 + PROJECTS

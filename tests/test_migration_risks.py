@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sample_project.harness import METADATA, SCRIPTS, Run, alembic, edit_models, make_project, script  # noqa: E402
+from sample_project.harness import METADATA, SCRIPTS, Run, alembic, edit_models, make_project, script
 
 sys.path.insert(0, str(SCRIPTS))
-from scratch_db import scratch_database  # noqa: E402
+from scratch_db import scratch_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.only_backends("postgresql", "mysql")]
 
@@ -68,10 +68,12 @@ def setup_with_rows(project: Path, url: str) -> None:
     ok(script("setup-alembic", "--metadata", METADATA, cwd=project))
     ok(script("generate-migration", "init", cwd=project, url=url))
     ok(alembic("upgrade", "head", cwd=project, url=url))
-    sql(url,
+    sql(
+        url,
         "INSERT INTO sp_authors (id, name, created_at, updated_at) VALUES "
         "(1, 'ann', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP), (2, 'bob', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
-        "INSERT INTO sp_books (id, author_id, title) VALUES (1, 1, 'same'), (2, 1, 'same'), (3, 2, 'other')")
+        "INSERT INTO sp_books (id, author_id, title) VALUES (1, 1, 'same'), (2, 1, 'same'), (3, 2, 'other')",
+    )
 
 
 def test_constraints_on_a_populated_table(user_db: str, backend: str, tmp_path: Path) -> None:
@@ -79,8 +81,9 @@ def test_constraints_on_a_populated_table(user_db: str, backend: str, tmp_path: 
     project, url = make_project(tmp_path), user_db
     setup_with_rows(project, url)
     edit_models(project, "=title: Mapped[str]", "    title: Mapped[str] = mapped_column(String(250), unique=True)")
-    edit_models(project, "book columns",
-                '    editor_id: Mapped[int | None] = mapped_column(ForeignKey("sp_authors.id"))')
+    edit_models(
+        project, "book columns", '    editor_id: Mapped[int | None] = mapped_column(ForeignKey("sp_authors.id"))'
+    )
     result = ok(script("generate-migration", "editor and unique title", "--json", cwd=project, url=url)).json
     rules = [w["rule"] for w in result["warnings"]]
     assert sorted(rules) == ["add_foreign_key", "add_unique_constraint", "downgrade_type_change"], result["warnings"]
@@ -112,29 +115,44 @@ def test_constraints_on_a_populated_table(user_db: str, backend: str, tmp_path: 
 @pytest.mark.only_backends("postgresql")
 def test_postgresql_rewrites_and_locks(user_db: str) -> None:
     """The facts behind type_change (rewrite or not) and add_foreign_key (locks both tables)."""
-    sql(user_db, "CREATE TABLE rr_parent (id int PRIMARY KEY)", "INSERT INTO rr_parent SELECT generate_series(1, 50)",
+    sql(
+        user_db,
+        "CREATE TABLE rr_parent (id int PRIMARY KEY)",
+        "INSERT INTO rr_parent SELECT generate_series(1, 50)",
         "CREATE TABLE rr_child (id int PRIMARY KEY, parent_id int, v varchar(100), n int)",
-        "INSERT INTO rr_child SELECT g, g, 'x', g FROM generate_series(1, 50) g")
+        "INSERT INTO rr_child SELECT g, g, 'x', g FROM generate_series(1, 50) g",
+    )
     facts = {}
     for change in ("v TYPE varchar(200)", "v TYPE text", "v TYPE varchar", "v TYPE varchar(50)", "n TYPE bigint"):
         before = relfilenode(user_db, "rr_child")
         sql(user_db, f"ALTER TABLE rr_child ALTER COLUMN {change}")
         facts[change] = relfilenode(user_db, "rr_child") != before
-    assert facts == {"v TYPE varchar(200)": False, "v TYPE text": False, "v TYPE varchar": False,
-                     "v TYPE varchar(50)": True, "n TYPE bigint": True}
-    locks = sql(user_db, "ALTER TABLE rr_child ADD CONSTRAINT fk_rr FOREIGN KEY (parent_id) REFERENCES rr_parent (id)",
-                "SELECT c.relname, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                "WHERE l.pid = pg_backend_pid() AND c.relname IN ('rr_parent', 'rr_child') ORDER BY 1")
+    assert facts == {
+        "v TYPE varchar(200)": False,
+        "v TYPE text": False,
+        "v TYPE varchar": False,
+        "v TYPE varchar(50)": True,
+        "n TYPE bigint": True,
+    }
+    locks = sql(
+        user_db,
+        "ALTER TABLE rr_child ADD CONSTRAINT fk_rr FOREIGN KEY (parent_id) REFERENCES rr_parent (id)",
+        "SELECT c.relname, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE l.pid = pg_backend_pid() AND c.relname IN ('rr_parent', 'rr_child') ORDER BY 1",
+    )
     assert {("rr_child", "ShareRowExclusiveLock"), ("rr_parent", "ShareRowExclusiveLock")} <= set(locks), locks
     # the suggested form: NOT VALID skips the scan, VALIDATE CONSTRAINT takes a lock that lets writes through
     sql(user_db, "ALTER TABLE rr_child DROP CONSTRAINT fk_rr")
-    locks = sql(user_db, "ALTER TABLE rr_child ADD CONSTRAINT fk_rr FOREIGN KEY (parent_id) REFERENCES rr_parent (id) "
-                "NOT VALID", "ALTER TABLE rr_child VALIDATE CONSTRAINT fk_rr",
-                "SELECT l.mode FROM pg_locks l WHERE l.pid = pg_backend_pid() AND l.relation = 'rr_child'::regclass")
+    locks = sql(
+        user_db,
+        "ALTER TABLE rr_child ADD CONSTRAINT fk_rr FOREIGN KEY (parent_id) REFERENCES rr_parent (id) NOT VALID",
+        "ALTER TABLE rr_child VALIDATE CONSTRAINT fk_rr",
+        "SELECT l.mode FROM pg_locks l WHERE l.pid = pg_backend_pid() AND l.relation = 'rr_child'::regclass",
+    )
     assert ("ShareUpdateExclusiveLock",) in locks
 
 
-ENUM_MODELS = '''\
+ENUM_MODELS = """\
 import enum
 
 from sqlalchemy import Enum, ForeignKey, String
@@ -144,22 +162,27 @@ class SpFormat(enum.Enum):
     paper = "paper"
     ebook = "ebook"
     # edit: formats
-'''
+"""
 
 
 def test_enum_value_missing_in_the_database(user_db: str, backend: str, tmp_path: Path) -> None:
     """A value added to the Python Enum: autogenerate sees no change; generate-migration reports the drift."""
     project, url = make_project(tmp_path), user_db
     edit_models(project, "=from sqlalchemy import ForeignKey, String", ENUM_MODELS)
-    edit_models(project, "book columns", '    fmt: Mapped[SpFormat] = mapped_column(Enum(SpFormat, name="sp_format"), '
-                                         'server_default="paper")')
+    edit_models(
+        project,
+        "book columns",
+        '    fmt: Mapped[SpFormat] = mapped_column(Enum(SpFormat, name="sp_format"), server_default="paper")',
+    )
     setup_with_rows(project, url)
     clean = ok(script("generate-migration", "nothing", "--json", cwd=project, url=url)).json
     assert clean["revision_file"] is None and clean["enum_drift"] == []
 
     edit_models(project, "formats", '    audio = "audio"')
-    run = ok(script("generate-migration", "audio", "--json", cwd=project, url=url), expected=1 if backend ==
-             "postgresql" else 0)
+    run = ok(
+        script("generate-migration", "audio", "--json", cwd=project, url=url),
+        expected=1 if backend == "postgresql" else 0,
+    )
     result = run.json
     if backend == "mysql":
         # autogenerate compares MySQL ENUM columns itself: the revision holds the change, no drift is left over

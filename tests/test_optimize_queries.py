@@ -28,8 +28,8 @@ STATIC_CASES = sorted((CORPUS / "static").glob("*.py"))  # read by static mode o
 TIMEOUT = 180
 
 sys.path.insert(0, str(ROOT / "scripts" / "sqlprobe"))
-from runtime_rules import RUNTIME_RULES  # noqa: E402
-from static_rules import STATIC_RULES  # noqa: E402
+from runtime_rules import RUNTIME_RULES
+from static_rules import STATIC_RULES
 
 HEADER = re.compile(r"^# expect-(runtime|static)(?:\[(\w+)\])?:(.*)$")
 MARK = re.compile(r"\b(runtime|static):\s*([\w, ]+?)(?=\s+(?:runtime|static):|\s*$)")
@@ -62,14 +62,23 @@ def expected_runtime(exp: dict[str, Any], backend: str) -> set[str]:
     return exp["runtime"].get(backend, exp["runtime"].get(None, set()))
 
 
-def run_tool(args: list[str], *, url: str | None = None, cwd: Path = ROOT, env_extra: dict[str, str] | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+def run_tool(
+    args: list[str],
+    *,
+    url: str | None = None,
+    cwd: Path = ROOT,
+    env_extra: dict[str, str] | None = None,
+    timeout: float = TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("DATABASE_URL", None)
     env["PYTHON"] = sys.executable
     if url:
         env["DATABASE_URL"] = url
     env.update(env_extra or {})
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def last_json(stderr: str) -> dict[str, Any]:
@@ -105,18 +114,24 @@ def test_corpus_inventory() -> None:
 def test_corpus_runtime(app: Path, backend: str, server_url: str, tmp_path: Path) -> None:
     exp = expectations(app)
     report_file = tmp_path / "report.json"
-    proc = run_tool(["--explain", "--report", str(report_file), "--", sys.executable, str(app)], url=url_for(backend, server_url))
+    proc = run_tool(
+        ["--explain", "--report", str(report_file), "--", sys.executable, str(app)], url=url_for(backend, server_url)
+    )
     assert f"{app.stem}: ok" in proc.stdout, f"the app itself failed:\n{proc.stdout}\n{proc.stderr[-3000:]}"
     report = json.loads(report_file.read_text())
     assert report["statements"] > 0 and report["processes"] == 1
     assert report["instrumentation_errors"] == {}, report["instrumentation_errors"]
     found = {f["rule"] for f in report["findings"]}
     wanted = expected_runtime(exp, backend)
-    assert found == wanted, f"{app.stem} on {backend}: expected {sorted(wanted)}, got {json.dumps(report['findings'], indent=1)}"
+    assert found == wanted, (
+        f"{app.stem} on {backend}: expected {sorted(wanted)}, got {json.dumps(report['findings'], indent=1)}"
+    )
     assert proc.returncode == (1 if wanted else 0), proc.stderr[-3000:]
     for (mode, rule), lines in exp["lines"].items():
         if mode == "runtime" and rule in wanted:
-            reported = {f["line"] for f in report["findings"] if f["rule"] == rule and f["file"] == f"tests/corpus/{app.name}"}
+            reported = {
+                f["line"] for f in report["findings"] if f["rule"] == rule and f["file"] == f"tests/corpus/{app.name}"
+            }
             assert lines <= reported, f"{rule}: expected at lines {sorted(lines)}, reported at {sorted(reported)}"
     for f in report["findings"]:
         assert set(f) >= {"rule", "severity", "file", "line", "message", "fix"}
@@ -156,7 +171,9 @@ def test_static_regression_cases_cover_every_rule() -> None:
     assert covered == set(STATIC_RULES), set(STATIC_RULES) - covered
     for p in [*APPS, *STATIC_CASES]:
         first = p.read_text(encoding="utf-8").splitlines()[0]
-        assert re.match(r"# (DELIBERATELY WRONG|CLEAN) example for the optimize-queries checker's tests.*never copy", first), p
+        assert re.match(
+            r"# (DELIBERATELY WRONG|CLEAN) example for the optimize-queries checker's tests.*never copy", first
+        ), p
 
 
 def test_static_whole_corpus_matches_per_file() -> None:
@@ -180,7 +197,10 @@ def test_index_checks_on_by_default_and_no_explain(backend: str, server_url: str
     proc = run_tool(["--no-explain", "--json", "--", sys.executable, app], url=url_for(backend, server_url))
     report = last_json(proc.stderr)
     assert proc.returncode == 0 and report["findings"] == [] and report["explained_shapes"] == 0
-    proc = run_tool(["--no-explain", "--json", "--", sys.executable, str(CORPUS / "nplus1_query_in_loop.py")], url=url_for(backend, server_url))
+    proc = run_tool(
+        ["--no-explain", "--json", "--", sys.executable, str(CORPUS / "nplus1_query_in_loop.py")],
+        url=url_for(backend, server_url),
+    )
     assert proc.returncode == 1 and {f["rule"] for f in last_json(proc.stderr)["findings"]} == {"n_plus_one"}
 
 
@@ -197,7 +217,14 @@ def test_threshold_option(backend: str, server_url: str) -> None:
 def test_help_and_usage_errors() -> None:
     helped = run_tool(["--help"])
     assert helped.returncode == 0 and "exit codes" in helped.stdout and "example" in helped.stdout
-    for args in ([], ["--bogus"], ["--threshold", "1", "--", "true"], ["--static"], ["--static", "no/such/dir"], ["--", "no-such-command-xyz"]):
+    for args in (
+        [],
+        ["--bogus"],
+        ["--threshold", "1", "--", "true"],
+        ["--static"],
+        ["--static", "no/such/dir"],
+        ["--", "no-such-command-xyz"],
+    ):
         proc = run_tool([*args, "--json"] if "--" not in args else args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "error:" in proc.stderr
@@ -208,14 +235,21 @@ def test_help_and_usage_errors() -> None:
 
 def test_command_output_and_exit_status_untouched(tmp_path: Path) -> None:
     script = tmp_path / "prog.py"
-    script.write_text("import sys\nsys.stdout.write('out \\u00e9 1\\nno newline')\nsys.stderr.write('err line\\n')\nsys.exit(7)\n")
+    script.write_text(
+        "import sys\nsys.stdout.write('out \\u00e9 1\\nno newline')\nsys.stderr.write('err line\\n')\nsys.exit(7)\n"
+    )
     plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     wrapped = run_tool(["--", sys.executable, str(script)])
     assert wrapped.returncode == 7 == plain.returncode
     assert wrapped.stdout == plain.stdout
     assert wrapped.stderr.startswith(plain.stderr)
     app = CORPUS / "nplus1_lazy_load.py"
-    plain_app = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    plain_app = subprocess.run(
+        [sys.executable, str(app)],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
     wrapped_app = run_tool(["--", sys.executable, str(app)])
     assert wrapped_app.stdout == plain_app.stdout and wrapped_app.returncode == 1
 
@@ -263,14 +297,20 @@ def test_secrets_never_reported_and_subprocesses_counted(tmp_path: Path, backend
     folder.mkdir()
     (folder / "work load.py").write_text(WORKLOAD.format(root=str(ROOT)))
     report = folder / "report file.json"
-    proc = run_tool(["--explain", "--report", str(report), "--", sys.executable, "dir with space/work load.py", "spawn"], cwd=tmp_path, url=url_for(backend, server_url))
+    proc = run_tool(
+        ["--explain", "--report", str(report), "--", sys.executable, "dir with space/work load.py", "spawn"],
+        cwd=tmp_path,
+        url=url_for(backend, server_url),
+    )
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.count("workload ok") == 3
     data = json.loads(report.read_text())
     assert data["processes"] == 3
     findings = [f for f in data["findings"] if f["rule"] == "n_plus_one"]
     assert len(findings) == 6 and {f["file"] for f in findings} == {"dir with space/work load.py"}
-    assert [f["table"] for f in data["findings"] if f["rule"] == "missing_index"] == ["sec_items"]  # one per (table, column)
+    assert [f["table"] for f in data["findings"] if f["rule"] == "missing_index"] == [
+        "sec_items"
+    ]  # one per (table, column)
     everything = proc.stdout + proc.stderr + report.read_text()
     assert "Zq81xx" not in everything
 
@@ -294,12 +334,14 @@ def test_pytest_as_the_command(tmp_path: Path) -> None:
             sys.path.insert(0, {str(ROOT)!r})
 
             def test_app():
-                module = runpy.run_path({str(CORPUS / 'nplus1_query_in_loop.py')!r})
+                module = runpy.run_path({str(CORPUS / "nplus1_query_in_loop.py")!r})
                 asyncio.run(module["main"]())
             """
         )
     )
-    proc = run_tool(["--json", "--", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_app.py"], cwd=tmp_path)
+    proc = run_tool(
+        ["--json", "--", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_app.py"], cwd=tmp_path
+    )
     assert "1 passed" in proc.stdout
     report = last_json(proc.stderr)
     assert proc.returncode == 1 and [f["rule"] for f in report["findings"]] == ["n_plus_one"]
@@ -442,14 +484,21 @@ def test_n_plus_one_names_the_callers(tmp_path: Path) -> None:
     app.write_text(LAYERED_APP.format(root=str(ROOT), corpus=str(CORPUS)))
     proc = run_tool(["--json", "--", sys.executable, "layered.py"], cwd=tmp_path)
     (finding,) = last_json(proc.stderr)["findings"]
-    assert (finding["rule"], finding["file"], finding["line"], finding["function"]) == ("n_plus_one", "layered.py", 11, "tasks_of")
+    assert (finding["rule"], finding["file"], finding["line"], finding["function"]) == (
+        "n_plus_one",
+        "layered.py",
+        11,
+        "tasks_of",
+    )
     assert finding["called_from"][:2] == ["layered.py:16 in service", "layered.py:24 in main"]
     assert "selectinload(CpbProject.tasks)" in finding["fix"] and "CpbTask.project_id.in_(keys)" in finding["fix"]
 
 
 def test_static_reports_unparseable_files(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("def f(:\n")
-    (tmp_path / "loop.py").write_text("async def f(session, ids):\n    for i in ids:\n        await session.get(object, i)\n")
+    (tmp_path / "loop.py").write_text(
+        "async def f(session, ids):\n    for i in ids:\n        await session.get(object, i)\n"
+    )
     proc = run_tool(["--static", str(tmp_path), "--json"])
     result = json.loads(proc.stdout)
     assert proc.returncode == 1 and result["files"] == 1 and result["ok"] is False
@@ -521,6 +570,7 @@ def test_sync_engines_are_instrumented_too(tmp_path: Path) -> None:
 
 def line_of(path: Path, marker: str) -> int:
     return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if marker in line)
+
 
 INDEX_APP = textwrap.dedent(
     """
@@ -608,7 +658,9 @@ def test_index_findings_read_the_plan(tmp_path: Path, backend: str, server_url: 
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "fixture_models.py").write_text(FIXTURE_MODELS.format(root=str(ROOT)))
     (tmp_path / "app.py").write_text(INDEX_APP.format(root=str(ROOT), here=str(tmp_path)))
-    proc = run_tool(["--explain", "--json", "--", sys.executable, "app.py"], cwd=tmp_path, url=url_for(backend, server_url))
+    proc = run_tool(
+        ["--explain", "--json", "--", sys.executable, "app.py"], cwd=tmp_path, url=url_for(backend, server_url)
+    )
     assert "index app ok" in proc.stdout, proc.stderr[-3000:]
     report = last_json(proc.stderr)
     assert report["instrumentation_errors"] == {}
@@ -620,11 +672,19 @@ def test_index_findings_read_the_plan(tmp_path: Path, backend: str, server_url: 
     composite = next(f for f in report["findings"] if f["columns"] == ["city", "plan"])
     assert 'Index("ix_ix_accounts_city_plan", "city", "plan")' in composite["fix"]
     caller = line_of(tmp_path / "app.py", '"pro"))  # composite')
-    assert (composite["file"], composite["function"]) == ("app.py", "run") and composite["called_from"][0] == f"app.py:{caller} in by_city_and_plan"
+    assert (composite["file"], composite["function"]) == ("app.py", "run") and composite["called_from"][
+        0
+    ] == f"app.py:{caller} in by_city_and_plan"
     expression = next(f for f in report["findings"] if f["columns"] == ["lower(email)"])
     assert "func.lower(IxAccount.email)" in expression["fix"]
     assert report["test_table_findings"] == 1 and any("--include-test-tables" in n for n in report["notes"])
-    shown = last_json(run_tool(["--include-test-tables", "--json", "--", sys.executable, "app.py"], cwd=tmp_path, url=url_for(backend, server_url)).stderr)
+    shown = last_json(
+        run_tool(
+            ["--include-test-tables", "--json", "--", sys.executable, "app.py"],
+            cwd=tmp_path,
+            url=url_for(backend, server_url),
+        ).stderr
+    )
     assert [f["test_table"] for f in shown["findings"] if f["table"] == "ix_fixture_only"] == [True]
 
 
@@ -665,7 +725,10 @@ def test_sequential_calls_are_not_n_plus_one(tmp_path: Path) -> None:
     assert quiet.returncode == 0 and last_json(quiet.stderr)["findings"] == []
     loop = run_tool(["--threshold", "3", "--json", "--", sys.executable, "sequential.py", "loop"], cwd=tmp_path)
     (finding,) = last_json(loop.stderr)["findings"]
-    assert finding["rule"] == "n_plus_one" and finding["called_from"][0] == f"sequential.py:{line_of(app, 'await tasks_of(session, project_id)')} in main"
+    assert (
+        finding["rule"] == "n_plus_one"
+        and finding["called_from"][0] == f"sequential.py:{line_of(app, 'await tasks_of(session, project_id)')} in main"
+    )
 
 
 BROKEN_REGISTRY_APP = textwrap.dedent(

@@ -31,14 +31,14 @@ TESTS = ROOT / "tests"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select, text  # noqa: E402
-from sqlalchemy.engine import URL  # noqa: E402
-from sqlalchemy.exc import DBAPIError  # noqa: E402
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine  # noqa: E402
-from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, StaticPool  # noqa: E402
+from sqlalchemy import select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, StaticPool
 
-from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker  # noqa: E402
+from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker
 
 BACKEND_PID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
 STALE_CONNECTION_ERROR = {
@@ -79,13 +79,23 @@ async def test_default_pool_is_async_queue_pool(db_url: tuple[URL, dict[str, Any
 
 
 async def test_environment_settings_reach_the_pool(tmp_path: Path) -> None:
-    settings = DatabaseSettings.from_env({
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'env.db'}",
-        "DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "2", "DB_POOL_TIMEOUT": "5", "DB_POOL_RECYCLE": "300",
-    })
+    settings = DatabaseSettings.from_env(
+        {
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'env.db'}",
+            "DB_POOL_SIZE": "4",
+            "DB_MAX_OVERFLOW": "2",
+            "DB_POOL_TIMEOUT": "5",
+            "DB_POOL_RECYCLE": "300",
+        }
+    )
     engine = create_db_engine(settings)
     try:
-        assert (engine.pool.size(), engine.pool._max_overflow, engine.pool.timeout(), engine.pool._recycle) == (4, 2, 5, 300)
+        assert (engine.pool.size(), engine.pool._max_overflow, engine.pool.timeout(), engine.pool._recycle) == (
+            4,
+            2,
+            5,
+            300,
+        )
     finally:
         await engine.dispose()
     engine = create_db_engine(DatabaseSettings.from_env({"DATABASE_URL": settings.url, "DB_NULL_POOL": "1"}))
@@ -145,7 +155,9 @@ async def test_pool_timeout_after_size_plus_overflow(db_url: tuple[URL, dict[str
         for _ in range(3):  # pool_size + max_overflow
             held.append(await engine.connect())
         assert engine.pool.checkedout() == 3
-        with pytest.raises(PoolTimeoutError, match=r"QueuePool limit of size 2 overflow 1 reached, connection timed out, timeout 0\.30"):
+        with pytest.raises(
+            PoolTimeoutError, match=r"QueuePool limit of size 2 overflow 1 reached, connection timed out, timeout 0\.30"
+        ):
             await engine.connect()
     finally:
         for conn in held:
@@ -253,6 +265,7 @@ async def test_sessions_return_their_connections(db_url: tuple[URL, dict[str, An
     engine = create_db_engine(settings_for(db_url, pool_size=2, max_overflow=0, pool_timeout=30))
     sessionmaker = create_sessionmaker(engine)
     try:
+
         async def work(n: int) -> int:
             async with sessionmaker() as session, session.begin():
                 return (await session.execute(select(text(str(n))))).scalar_one()
@@ -320,7 +333,7 @@ def fork_and_query(url: str, dispose_in_child: bool) -> None:
     if pid == 0:
         try:
             asyncio.run(child_main())
-        except BaseException as exc:  # noqa: BLE001 - report and exit non-zero
+        except BaseException as exc:
             print(f"child failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             os._exit(1)
         os._exit(0)

@@ -87,9 +87,7 @@ async def test_window_function_in_where_is_rejected(session: AsyncSession) -> No
 @pytest.mark.parametrize("n", [1, 2, 3, 10])
 async def test_top_n_per_group_matches_reference(session: AsyncSession, n: int) -> None:
     # reference: every post, in the database's (author, newest first, id) order, cut per author
-    every = await session.scalars(
-        select(Post).order_by(Post.author_id, Post.created_at.desc(), Post.id.desc())
-    )
+    every = await session.scalars(select(Post).order_by(Post.author_id, Post.created_at.desc(), Post.id.desc()))
     want: dict[uuid.UUID, list[uuid.UUID]] = {}
     for post in every:
         ids = want.setdefault(post.author_id, [])

@@ -98,7 +98,11 @@ async def test_tied_timestamps_page_exactly_once(session: AsyncSession, descendi
     users = Repository(session, User, descending=descending)
     second = utcnow().replace(microsecond=0) - timedelta(hours=1)
     made = [
-        await users.create(email=f"c{i:02d}-{t}@example.com", name=f"c{i:02d}", created_at=second + timedelta(microseconds=37_001 * (i // 4)))
+        await users.create(
+            email=f"c{i:02d}-{t}@example.com",
+            name=f"c{i:02d}",
+            created_at=second + timedelta(microseconds=37_001 * (i // 4)),
+        )
         for i in range(20)
     ]
     await session.commit()
@@ -115,9 +119,7 @@ async def test_tied_timestamps_page_exactly_once(session: AsyncSession, descendi
     assert seen == sorted(seen, key=lambda i: (by_id[i].created_at, i), reverse=descending)
 
 
-@pytest.mark.parametrize(
-    "cursor", ["x", "!!!!", "W10", "WyJhIiwiYiJd", "WzEsMl0", "eyJhIjoxfQ", "A" * 600], ids=repr
-)
+@pytest.mark.parametrize("cursor", ["x", "!!!!", "W10", "WyJhIiwiYiJd", "WzEsMl0", "eyJhIjoxfQ", "A" * 600], ids=repr)
 async def test_invalid_cursor(session: AsyncSession, cursor: str) -> None:
     with pytest.raises(InvalidCursor):
         await Repository(session, User).page(cursor=cursor)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from revision_review import RULES, Review, review_revision  # noqa: E402
+from revision_review import RULES, Review, review_revision
 
 HEADER = '''"""x
 
@@ -63,27 +63,38 @@ def test_add_foreign_key_on_an_existing_table(tmp_path: Path, dialect: str) -> N
 
 
 def test_add_foreign_key_quiet_on_a_new_table_and_on_sqlite(tmp_path: Path) -> None:
-    new_table = """
+    new_table = (
+        """
 op.create_table('books', sa.Column('id', sa.Integer(), nullable=False), sa.Column('editor_id', sa.Integer()))
-""" + FK_UP
+"""
+        + FK_UP
+    )
     assert rules(review(tmp_path, new_table, "op.drop_table('books')")) == []
     batch = """
 with op.batch_alter_table('books', schema=None) as batch_op:
     batch_op.create_foreign_key('fk_books_editor_id_authors', 'authors', ['editor_id'], ['id'])
 """
-    assert rules(review(tmp_path, batch, "with op.batch_alter_table('books') as b:\n    b.drop_constraint('x')",
-                        "sqlite")) == []
+    assert (
+        rules(review(tmp_path, batch, "with op.batch_alter_table('books') as b:\n    b.drop_constraint('x')", "sqlite"))
+        == []
+    )
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
 def test_add_unique_constraint_on_an_existing_table(tmp_path: Path, dialect: str) -> None:
-    r = review(tmp_path, "op.create_unique_constraint('uq_books_title', 'books', ['title'])",
-               "op.drop_constraint('uq_books_title', 'books', type_='unique')", dialect)
+    r = review(
+        tmp_path,
+        "op.create_unique_constraint('uq_books_title', 'books', ['title'])",
+        "op.drop_constraint('uq_books_title', 'books', type_='unique')",
+        dialect,
+    )
     assert rules(r) == ["add_unique_constraint"]
     message = r.warnings[0].message
     assert "duplicates" in message
     if dialect == "postgresql":
-        assert "postgresql_concurrently=True" in message and "ADD CONSTRAINT uq_books_title UNIQUE USING INDEX" in message
+        assert (
+            "postgresql_concurrently=True" in message and "ADD CONSTRAINT uq_books_title UNIQUE USING INDEX" in message
+        )
 
 
 def test_add_unique_constraint_quiet_on_a_new_table(tmp_path: Path) -> None:
@@ -96,59 +107,92 @@ op.create_unique_constraint('uq_books_title', 'books', ['title'])
 
 def test_unnamed_constraint(tmp_path: Path) -> None:
     """Autogenerate without a naming convention: create_unique_constraint(None, ...) / drop_constraint(None, ...)."""
-    r = review(tmp_path, "op.create_unique_constraint(None, 'books', ['title'])",
-               "op.drop_constraint(None, 'books', type_='unique')")
+    r = review(
+        tmp_path,
+        "op.create_unique_constraint(None, 'books', ['title'])",
+        "op.drop_constraint(None, 'books', type_='unique')",
+    )
     assert rules(r) == ["add_unique_constraint", "unnamed_constraint"]  # reported once, at the create
     assert "naming_convention" in r.warnings[1].message and "it has no name" in r.warnings[1].message
-    fk = review(tmp_path, "op.create_foreign_key(None, 'books', 'authors', ['editor_id'], ['id'])",
-                "op.drop_constraint(None, 'books', type_='foreignkey')", "sqlite")
+    fk = review(
+        tmp_path,
+        "op.create_foreign_key(None, 'books', 'authors', ['editor_id'], ['id'])",
+        "op.drop_constraint(None, 'books', type_='foreignkey')",
+        "sqlite",
+    )
     assert rules(fk) == ["unnamed_constraint"]
-    drop = review(tmp_path, "op.drop_constraint(None, 'books', type_='unique')",
-                  "op.create_unique_constraint('uq_books_title', 'books', ['title'])", "sqlite")
+    drop = review(
+        tmp_path,
+        "op.drop_constraint(None, 'books', type_='unique')",
+        "op.create_unique_constraint('uq_books_title', 'books', ['title'])",
+        "sqlite",
+    )
     assert rules(drop) == ["unnamed_constraint"] and drop.warnings[0].function == "upgrade"
 
 
 def test_named_constraints_are_not_unnamed(tmp_path: Path) -> None:
-    r = review(tmp_path, "op.create_unique_constraint(op.f('uq_books_title'), 'books', ['title'])",
-               "op.drop_constraint(op.f('uq_books_title'), 'books', type_='unique')", "sqlite")
+    r = review(
+        tmp_path,
+        "op.create_unique_constraint(op.f('uq_books_title'), 'books', ['title'])",
+        "op.drop_constraint(op.f('uq_books_title'), 'books', type_='unique')",
+        "sqlite",
+    )
     assert rules(r) == []
 
 
 def test_downgrade_not_null_without_default(tmp_path: Path) -> None:
     """The upgrade drops a NOT NULL column; the downgrade re-adds it without a default: fails on rows."""
-    r = review(tmp_path, "op.drop_column('books', 'isbn')",
-               "op.add_column('books', sa.Column('isbn', sa.VARCHAR(length=20), autoincrement=False, nullable=False))")
+    r = review(
+        tmp_path,
+        "op.drop_column('books', 'isbn')",
+        "op.add_column('books', sa.Column('isbn', sa.VARCHAR(length=20), autoincrement=False, nullable=False))",
+    )
     assert rules(r) == ["drop_column", "downgrade_not_null_without_default"]
     drop, down = r.warnings
     assert "cannot come back" in drop.message and "restores" not in drop.message
     assert down.function == "downgrade" and "re-adds" in down.message
-    nullable = review(tmp_path, "op.drop_column('books', 'isbn')",
-                      "op.add_column('books', sa.Column('isbn', sa.VARCHAR(length=20), nullable=True))")
+    nullable = review(
+        tmp_path,
+        "op.drop_column('books', 'isbn')",
+        "op.add_column('books', sa.Column('isbn', sa.VARCHAR(length=20), nullable=True))",
+    )
     assert rules(nullable) == ["drop_column"]
 
 
 def test_downgrade_of_a_created_table_is_quiet(tmp_path: Path) -> None:
-    r = review(tmp_path, """
+    r = review(
+        tmp_path,
+        """
 op.create_table('tags', sa.Column('id', sa.Integer(), nullable=False), sa.Column('n', sa.String(5), nullable=False))
 op.create_index('ix_tags_n', 'tags', ['n'])
-""", "op.drop_index('ix_tags_n', table_name='tags')\nop.drop_table('tags')")
+""",
+        "op.drop_index('ix_tags_n', table_name='tags')\nop.drop_table('tags')",
+    )
     assert rules(r) == [] and r.notes == []
 
 
 def test_downgrade_recreating_a_dropped_table_is_quiet(tmp_path: Path) -> None:
-    r = review(tmp_path, "op.drop_table('tags')", """
+    r = review(
+        tmp_path,
+        "op.drop_table('tags')",
+        """
 op.create_table('tags', sa.Column('id', sa.Integer(), nullable=False), sa.Column('n', sa.String(5), nullable=False))
 op.create_index('ix_tags_n', 'tags', ['n'])
 op.create_unique_constraint('uq_tags_n', 'tags', ['n'])
-""")
+""",
+    )
     assert rules(r) == ["drop_table"]
     assert "cannot come back" in r.warnings[0].message
 
 
-WIDEN = "op.alter_column('books', 'title', existing_type=sa.VARCHAR(length=100), type_=sa.String(length=200), " \
-        "existing_nullable=False)"
-NARROW = "op.alter_column('books', 'title', existing_type=sa.String(length=200), type_=sa.VARCHAR(length=100), " \
-         "existing_nullable=False)"
+WIDEN = (
+    "op.alter_column('books', 'title', existing_type=sa.VARCHAR(length=100), type_=sa.String(length=200), "
+    "existing_nullable=False)"
+)
+NARROW = (
+    "op.alter_column('books', 'title', existing_type=sa.String(length=200), type_=sa.VARCHAR(length=100), "
+    "existing_nullable=False)"
+)
 
 
 @pytest.mark.parametrize(
@@ -176,8 +220,12 @@ def test_widening_to_text_and_unbounded(tmp_path: Path) -> None:
     r = review(tmp_path, "op.alter_column('notes', 'content', existing_type=sa.TEXT(), type_=sa.String())", "pass\n")
     assert [n.rule for n in r.notes] == ["type_change"] and "narrowing" not in r.notes[0].message
     # VARCHAR -> TEXT on MySQL/MariaDB is a table copy
-    r = review(tmp_path, "op.alter_column('books', 'title', existing_type=sa.VARCHAR(length=100), type_=sa.Text())",
-               "pass", "mysql")
+    r = review(
+        tmp_path,
+        "op.alter_column('books', 'title', existing_type=sa.VARCHAR(length=100), type_=sa.Text())",
+        "pass",
+        "mysql",
+    )
     assert [w.rule for w in r.warnings] == ["type_change", "empty_downgrade"] and "copy" in r.warnings[0].message
 
 
@@ -195,13 +243,17 @@ def test_real_type_change_is_a_rewrite_on_postgresql(tmp_path: Path) -> None:
 
 
 def test_rename_suspected_mentions_expand_contract(tmp_path: Path) -> None:
-    r = review(tmp_path, """
+    r = review(
+        tmp_path,
+        """
 op.add_column('books', sa.Column('headline', sa.String(length=200), nullable=True))
 op.drop_column('books', 'title')
-""", """
+""",
+        """
 op.add_column('books', sa.Column('title', sa.VARCHAR(length=200), nullable=True))
 op.drop_column('books', 'headline')
-""")
+""",
+    )
     rename = next(w for w in r.warnings if w.rule == "rename_suspected")
     assert "expand/contract" in rename.message and "new_column_name='headline'" in rename.message
 

@@ -19,29 +19,57 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
-import connection_check  # noqa: E402
-import connection_errors  # noqa: E402
-import scriptlib  # noqa: E402
+import connection_check
+import connection_errors
+import scriptlib
 
 # Documented in references/diagnostics.md (test-connection, "JSON output"): same names, same order.
 REPORT_KEYS = [
-    "ok", "exit_code", "error_kind", "error", "hint", "url", "backend", "driver", "host", "port", "resolved",
-    "server_version", "database", "user", "tls", "tls_version", "tls_cipher", "dns_ms", "first_connect_ms",
-    "connect_ms", "select1_ms", "max_connections", "capacity", "sync_driver", "corrected_url", "pip_package",
-    "timeout_s", "elapsed_ms", "warnings",
+    "ok",
+    "exit_code",
+    "error_kind",
+    "error",
+    "hint",
+    "url",
+    "backend",
+    "driver",
+    "host",
+    "port",
+    "resolved",
+    "server_version",
+    "database",
+    "user",
+    "tls",
+    "tls_version",
+    "tls_cipher",
+    "dns_ms",
+    "first_connect_ms",
+    "connect_ms",
+    "select1_ms",
+    "max_connections",
+    "capacity",
+    "sync_driver",
+    "corrected_url",
+    "pip_package",
+    "timeout_s",
+    "elapsed_ms",
+    "warnings",
 ]
 
 
 # --- mask() -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "hidden"), [
-    # SQLAlchemy renders "u:p@ss@host" as password "***" and host "ss@host": the host part is password
-    ("postgresql+asyncpg://postgres:***@XYZ@127.0.0.1/test", ["XYZ"]),
-    ("error: postgresql+asyncpg://app:Qv8@Lm4@Tz6@db:5432/app failed", ["Qv8", "Lm4", "Tz6"]),
-    ('{"url": "mysql+aiomysql://root:Sekr3t%Pa55-XYZ@127.0.0.1/test", "x": 1}', ["Sekr3t", "Pa55", "XYZ"]),
-    ("postgresql://u:a/b#c@h/db", ["a/b#c"]),
-])
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        # SQLAlchemy renders "u:p@ss@host" as password "***" and host "ss@host": the host part is password
+        ("postgresql+asyncpg://postgres:***@XYZ@127.0.0.1/test", ["XYZ"]),
+        ("error: postgresql+asyncpg://app:Qv8@Lm4@Tz6@db:5432/app failed", ["Qv8", "Lm4", "Tz6"]),
+        ('{"url": "mysql+aiomysql://root:Sekr3t%Pa55-XYZ@127.0.0.1/test", "x": 1}', ["Sekr3t", "Pa55", "XYZ"]),
+        ("postgresql://u:a/b#c@h/db", ["a/b#c"]),
+    ],
+)
 def test_mask_hides_every_part_of_the_password(text: str, hidden: list[str]) -> None:
     masked = scriptlib.mask(text)
     assert "***@" in masked, masked
@@ -49,11 +77,14 @@ def test_mask_hides_every_part_of_the_password(text: str, hidden: list[str]) -> 
         assert part not in masked, masked
 
 
-@pytest.mark.parametrize("text", [
-    "mysql+aiomysql://root@127.0.0.1:3306/test",
-    "postgresql+asyncpg://app@db:5432/app?ssl=require",
-    "see user@example.com for help",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mysql+aiomysql://root@127.0.0.1:3306/test",
+        "postgresql+asyncpg://app@db:5432/app?ssl=require",
+        "see user@example.com for help",
+    ],
+)
 def test_mask_leaves_text_without_a_password_alone(text: str) -> None:
     assert scriptlib.mask(text) == text
 
@@ -67,15 +98,18 @@ def test_registered_password_is_hidden_in_every_form() -> None:
 # --- check_url() / parse_url() -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "words"), [
-    ("not a url Zx9-NOT-A-URL", ["malformed database URL", "cannot parse"]),
-    ("postgresql+asyncpg://u:pw@host:notaport/db", ["malformed database URL", "invalid port"]),
-    ("postgresql+asyncpg:/u:pw@host/db", ["malformed database URL"]),
-    ("postgresql+asyncpg://u:pw@host:99999/db", ["out of range"]),
-    ("postgresql+asyncpg://u:Qv8@Lm4@Tz6@127.0.0.1/db", ["unencoded '@'"]),
-    ("nosuchdb://u:pw@h/db", ["unknown dialect"]),
-    ("postgresql+nosuchdriver://u:pw@h/db", ["unknown driver"]),
-])
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ("not a url Zx9-NOT-A-URL", ["malformed database URL", "cannot parse"]),
+        ("postgresql+asyncpg://u:pw@host:notaport/db", ["malformed database URL", "invalid port"]),
+        ("postgresql+asyncpg:/u:pw@host/db", ["malformed database URL"]),
+        ("postgresql+asyncpg://u:pw@host:99999/db", ["out of range"]),
+        ("postgresql+asyncpg://u:Qv8@Lm4@Tz6@127.0.0.1/db", ["unencoded '@'"]),
+        ("nosuchdb://u:pw@h/db", ["unknown dialect"]),
+        ("postgresql+nosuchdriver://u:pw@h/db", ["unknown driver"]),
+    ],
+)
 def test_bad_urls_raise_bad_url_without_echoing_the_password(raw: str, words: list[str]) -> None:
     with pytest.raises(scriptlib.BadURL) as caught:
         scriptlib.parse_url(raw)
@@ -87,13 +121,18 @@ def test_bad_urls_raise_bad_url_without_echoing_the_password(raw: str, words: li
         assert secret not in str(exc) and secret not in str(exc.url) and secret not in str(exc.corrected_url)
 
 
-@pytest.mark.parametrize(("raw", "fixed"), [
-    ("postgresql+psycopg2://u:Sekr3t%Pa55-XYZ@db.example:5432/app?sslmode=require",
-     "postgresql+asyncpg://u:***@db.example:5432/app?ssl=require"),
-    ("mysql+pymysql://u:Sekr3t%25Pa55-XYZ@db.example/app", "mysql+aiomysql://u:***@db.example/app"),
-    ("mysql://u:pw@db.example/app", "mysql+aiomysql://u:***@db.example/app"),
-    ("sqlite:///app.db", "sqlite+aiosqlite:///app.db"),
-])
+@pytest.mark.parametrize(
+    ("raw", "fixed"),
+    [
+        (
+            "postgresql+psycopg2://u:Sekr3t%Pa55-XYZ@db.example:5432/app?sslmode=require",
+            "postgresql+asyncpg://u:***@db.example:5432/app?ssl=require",
+        ),
+        ("mysql+pymysql://u:Sekr3t%25Pa55-XYZ@db.example/app", "mysql+aiomysql://u:***@db.example/app"),
+        ("mysql://u:pw@db.example/app", "mysql+aiomysql://u:***@db.example/app"),
+        ("sqlite:///app.db", "sqlite+aiosqlite:///app.db"),
+    ],
+)
 def test_sync_driver_names_the_async_url(raw: str, fixed: str) -> None:
     with pytest.raises(scriptlib.BadURL) as caught:
         scriptlib.check_url(raw)
@@ -108,8 +147,9 @@ def test_sync_driver_is_fine_when_async_is_not_required() -> None:
     assert url.get_driver_name() == "psycopg2"
 
 
-@pytest.mark.parametrize(("option", "fixed"), [("sslmode=require", "ssl=require"),
-                                               ("connect_timeout=10", "timeout=10")])
+@pytest.mark.parametrize(
+    ("option", "fixed"), [("sslmode=require", "ssl=require"), ("connect_timeout=10", "timeout=10")]
+)
 def test_libpq_option_on_asyncpg(option: str, fixed: str) -> None:
     with pytest.raises(scriptlib.BadURL) as caught:
         scriptlib.check_url(f"postgresql+asyncpg://u:pw@h/db?{option}")
@@ -149,17 +189,20 @@ class FakeAsyncpgError(Exception):
     sqlstate = "28P01"
 
 
-@pytest.mark.parametrize(("exc", "kind"), [
-    (socket.gaierror(-2, "Name or service not known"), "dns"),
-    (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), "refused"),
-    (OSError(errno.ENETUNREACH, "Network is unreachable"), "unreachable"),
-    (TimeoutError(), "timeout"),
-    (FakeAsyncpgError("password authentication failed"), "authentication"),
-    (FakeMySQLError(1049, "Unknown database 'x'"), "database_missing"),
-    (FakeMySQLError(1040, "Too many connections"), "too_many_connections"),
-    (RuntimeError('FATAL: database "x" does not exist'), "database_missing"),
-    (RuntimeError("something else"), "other"),
-])
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (socket.gaierror(-2, "Name or service not known"), "dns"),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), "refused"),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), "unreachable"),
+        (TimeoutError(), "timeout"),
+        (FakeAsyncpgError("password authentication failed"), "authentication"),
+        (FakeMySQLError(1049, "Unknown database 'x'"), "database_missing"),
+        (FakeMySQLError(1040, "Too many connections"), "too_many_connections"),
+        (RuntimeError('FATAL: database "x" does not exist'), "database_missing"),
+        (RuntimeError("something else"), "other"),
+    ],
+)
 def test_classify(exc: BaseException, kind: str) -> None:
     assert connection_errors.classify(exc) == kind
     wrapper = RuntimeError("wrapped")

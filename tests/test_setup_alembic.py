@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sample_project.harness import (  # noqa: E402
+from sample_project.harness import (
     METADATA,
     PASSWORD,
     PASSWORD_MARKERS,
@@ -45,7 +45,8 @@ def one_error_line(run: Run) -> str:
 def snapshot(project: Path) -> dict[str, tuple[int, bytes]]:
     return {
         str(p.relative_to(project)): (p.stat().st_mtime_ns, p.read_bytes())
-        for p in sorted(project.rglob("*")) if p.is_file() and "__pycache__" not in p.parts
+        for p in sorted(project.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
     }
 
 
@@ -63,7 +64,9 @@ def test_setup_writes_an_async_environment(tmp_path: Path) -> None:
     result = run.json
     assert result["ok"] and result["changed"] and result["metadata"] == METADATA
     assert {f["path"]: f["action"] for f in result["files"]} == {
-        "alembic.ini": "create", "alembic/env.py": "create", "alembic/script.py.mako": "create",
+        "alembic.ini": "create",
+        "alembic/env.py": "create",
+        "alembic/script.py.mako": "create",
         "alembic/versions/.gitkeep": "create",
     }
     ini = configparser.ConfigParser(defaults={"here": str(project)})  # what Alembic passes
@@ -75,8 +78,16 @@ def test_setup_writes_an_async_environment(tmp_path: Path) -> None:
     assert main["file_template"].startswith("%(year)d%(month).2d%(day).2d")
     assert (project / "alembic" / "env.py").read_text() == (TEMPLATES / "env.py").read_text()
     env_py = (project / "alembic" / "env.py").read_text()
-    for needle in ("async_engine_from_config", "run_sync", "NullPool", 'config.attributes.get("connection")',
-                   "compare_type", "render_as_batch", "DATABASE_URL", 'replace("%", "%%")'):
+    for needle in (
+        "async_engine_from_config",
+        "run_sync",
+        "NullPool",
+        'config.attributes.get("connection")',
+        "compare_type",
+        "render_as_batch",
+        "DATABASE_URL",
+        'replace("%", "%%")',
+    ):
         assert needle in env_py, needle
 
 
@@ -179,8 +190,11 @@ def test_usage_errors(tmp_path: Path) -> None:
 def test_malformed_url_exits_2_without_the_password(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     ok(script("setup-alembic", "--metadata", METADATA, cwd=project))
-    for bad in (f"postgresql+asyncpg://app:{PASSWORD}@db:notaport/app", f"postgresql+asyncpg:/app:{PASSWORD}@db/app",
-                f"not a url {PASSWORD}"):
+    for bad in (
+        f"postgresql+asyncpg://app:{PASSWORD}@db:notaport/app",
+        f"postgresql+asyncpg:/app:{PASSWORD}@db/app",
+        f"not a url {PASSWORD}",
+    ):
         run = ok(script("generate-migration", "x", "--url", bad, cwd=project), expected=2)
         assert "malformed database URL" in one_error_line(run)
         json_run = ok(script("generate-migration", "x", "--json", cwd=project, url=bad), expected=2)
@@ -198,11 +212,17 @@ def test_no_alembic_setup_exits_3(tmp_path: Path) -> None:
 def test_missing_packages_exit_3_with_the_pip_command(tmp_path: Path) -> None:
     # a python3 with nothing installed: a fresh virtual environment without pip
     venv = tmp_path / "bare venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120, capture_output=True
+    )
     bare = venv / "bin" / "python"
-    probe = subprocess.run([str(bare), "-c", "import sqlalchemy"], capture_output=True, text=True, timeout=60,
-                           env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
+    probe = subprocess.run(
+        [str(bare), "-c", "import sqlalchemy"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
+    )
     assert probe.returncode != 0 and "No module named 'sqlalchemy'" in probe.stderr, probe.stderr
     project = make_project(tmp_path)
     for name, args in (("setup-alembic", ["--metadata", METADATA]), ("generate-migration", ["x"])):
@@ -215,8 +235,11 @@ def test_missing_packages_exit_3_with_the_pip_command(tmp_path: Path) -> None:
 def test_other_directory_relative_paths_and_nested_dir(tmp_path: Path) -> None:
     """Run from outside the project with a relative --project, a nested --dir, then use alembic from elsewhere."""
     project = make_project(tmp_path)
-    run = ok(script("setup-alembic", "--metadata", METADATA, "--project", "my project", "--dir", "db/mig rations",
-                    cwd=tmp_path))
+    run = ok(
+        script(
+            "setup-alembic", "--metadata", METADATA, "--project", "my project", "--dir", "db/mig rations", cwd=tmp_path
+        )
+    )
     assert "created" in run.out
     assert (project / "db" / "mig rations" / "env.py").is_file()
     url = f"sqlite+aiosqlite:///{tmp_path / 'app one.db'}"
@@ -240,8 +263,9 @@ def test_sqlite_batch_mode_with_foreign_keys_on_deletes_child_rows() -> None:
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA foreign_keys=ON")
         conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY, name VARCHAR(10))")
-        conn.exec_driver_sql("CREATE TABLE child (id INTEGER PRIMARY KEY, "
-                             "parent_id INTEGER REFERENCES parent (id) ON DELETE CASCADE)")
+        conn.exec_driver_sql(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent (id) ON DELETE CASCADE)"
+        )
         conn.exec_driver_sql("INSERT INTO parent VALUES (1, 'a')")
         conn.exec_driver_sql("INSERT INTO child VALUES (1, 1)")
         conn.commit()
@@ -284,8 +308,14 @@ def test_symlinked_wrapper_finds_the_skill(tmp_path: Path) -> None:
     link = tmp_path / "bin dir" / "setup-alembic"
     link.parent.mkdir()
     link.symlink_to(SCRIPTS / "setup-alembic.sh")
-    proc = subprocess.run(["bash", str(link), "--metadata", METADATA, "--json"], cwd=project, env=environment(None),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(link), "--metadata", METADATA, "--json"],
+        cwd=project,
+        env=environment(None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     run = ok(Run([str(link)], proc.returncode, proc.stdout, proc.stderr))
     assert run.json["changed"] is True
     assert (project / "alembic" / "env.py").read_text() == (TEMPLATES / "env.py").read_text()

@@ -21,15 +21,15 @@ from sqlalchemy.engine import make_url
 pytest.importorskip("sqlmodel")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sample_project.harness import SCRIPTS, Run, alembic, script  # noqa: E402
+from sample_project.harness import SCRIPTS, Run, alembic, script
 
 sys.path.insert(0, str(SCRIPTS))
-from scratch_db import scratch_database  # noqa: E402
+from scratch_db import scratch_database
 
 pytestmark = pytest.mark.slow
 
 SPEC = "sqm_app.models:SQLModel.metadata"
-USER = '''\
+USER = """\
 from sqlmodel import Field, SQLModel
 
 
@@ -40,8 +40,8 @@ class SqmUser(SQLModel, table=True):
     name: str = Field(index=True)
     email: str | None = Field(default=None, max_length=200)
     # edit
-'''
-POST = '''\
+"""
+POST = """\
 import uuid
 
 from sqlmodel import Field, SQLModel
@@ -53,15 +53,17 @@ class SqmPost(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: int = Field(foreign_key="sqm_users.id")
     title: str
-'''
+"""
 
 
 def make_project(tmp: Path) -> Path:
     project = tmp / "sqlmodel project"
     models = project / "sqm_app" / "models"
     models.mkdir(parents=True)
-    (models / "__init__.py").write_text('"""The models package; it does not import its modules."""\n\n'
-                                        "from sqlmodel import SQLModel\n\n__all__ = ['SQLModel']\n")
+    (models / "__init__.py").write_text(
+        '"""The models package; it does not import its modules."""\n\n'
+        "from sqlmodel import SQLModel\n\n__all__ = ['SQLModel']\n"
+    )
     (models / "user.py").write_text(USER)
     (models / "post.py").write_text(POST)
     (models / "tests").mkdir()  # test-only models are not imported by env.py
@@ -121,10 +123,20 @@ def test_sqlmodel_models_in_several_modules(user_db: str, backend: str, tmp_path
 def test_sqlmodel_metadata_without_models_is_named(tmp_path: Path) -> None:
     """``sqlmodel:SQLModel.metadata`` is a library's module: nothing to walk, and the empty MetaData is reported."""
     project = make_project(tmp_path)
-    dry = ok(script("setup-alembic", "--metadata", "sqlmodel:SQLModel.metadata", "--dry-run", "--json",
-                    cwd=project)).json
+    dry = ok(
+        script("setup-alembic", "--metadata", "sqlmodel:SQLModel.metadata", "--dry-run", "--json", cwd=project)
+    ).json
     assert dry["tables"] == 0 and any("holds no table" in w for w in dry["warnings"]), dry
-    explicit = ok(script("setup-alembic", "--metadata", "sqlmodel:SQLModel.metadata", "--models", "sqm_app.models",
-                         "--json", cwd=project)).json
+    explicit = ok(
+        script(
+            "setup-alembic",
+            "--metadata",
+            "sqlmodel:SQLModel.metadata",
+            "--models",
+            "sqm_app.models",
+            "--json",
+            cwd=project,
+        )
+    ).json
     assert explicit["tables"] == 2 and explicit["import_models"] == ["sqm_app.models"] and explicit["warnings"] == []
     assert "import_models = sqm_app.models" in (project / "alembic.ini").read_text()

@@ -41,8 +41,17 @@ def test_skill_frontmatter_content() -> None:
 
     fm = yaml.safe_load((ROOT / "SKILL.md").read_text().split("---\n")[1])
     desc = fm["description"]
-    for symbol in ("AsyncSession", "async_sessionmaker", "create_async_engine", "selectinload", "MissingGreenlet",
-                   "alembic revision --autogenerate", "asyncpg", "aiosqlite", "FastAPI Depends"):
+    for symbol in (
+        "AsyncSession",
+        "async_sessionmaker",
+        "create_async_engine",
+        "selectinload",
+        "MissingGreenlet",
+        "alembic revision --autogenerate",
+        "asyncpg",
+        "aiosqlite",
+        "FastAPI Depends",
+    ):
         assert symbol in desc, f"description does not name {symbol}"
     assert "[asyncio]" in fm["compatibility"] and "Python" in fm["compatibility"]
     assert all(isinstance(v, str) for v in fm["metadata"].values())
@@ -71,20 +80,29 @@ def replace_description(raw: bytes, new_line: bytes) -> bytes:
 @pytest.mark.parametrize(
     ("case", "mutate", "expected"),
     [
-        ("unquoted colon in description",
-         lambda raw: replace_description(raw, b"description: Async patterns: use when you need them"),
-         "not valid strict YAML"),
-        ("top-level version key", lambda raw: raw.replace(b"\nname:", b"\nversion: 1.0.0\nname:", 1),
-         "keys not allowed: ['version']"),
+        (
+            "unquoted colon in description",
+            lambda raw: replace_description(raw, b"description: Async patterns: use when you need them"),
+            "not valid strict YAML",
+        ),
+        (
+            "top-level version key",
+            lambda raw: raw.replace(b"\nname:", b"\nversion: 1.0.0\nname:", 1),
+            "keys not allowed: ['version']",
+        ),
         ("CRLF line endings", lambda raw: raw.replace(b"\n", b"\r\n"), "CR/CRLF"),
-        ("flow list", lambda raw: raw.replace(b"\nname:", b"\nallowed-tools: [Bash, Read]\nname:", 1),
-         "flow-style"),
-        ("name with claude", lambda raw: raw.replace(b"name: async-sqlalchemy-patterns", b"name: claude-sqlalchemy", 1),
-         "must not contain 'claude'"),
-        ("angle bracket", lambda raw: replace_description(raw, b'description: "Use when <script> runs"'),
-         "'<' or '>'"),
-        ("unquoted description", lambda raw: replace_description(raw, b"description: Use when async things happen"),
-         "double-quoted"),
+        ("flow list", lambda raw: raw.replace(b"\nname:", b"\nallowed-tools: [Bash, Read]\nname:", 1), "flow-style"),
+        (
+            "name with claude",
+            lambda raw: raw.replace(b"name: async-sqlalchemy-patterns", b"name: claude-sqlalchemy", 1),
+            "must not contain 'claude'",
+        ),
+        ("angle bracket", lambda raw: replace_description(raw, b'description: "Use when <script> runs"'), "'<' or '>'"),
+        (
+            "unquoted description",
+            lambda raw: replace_description(raw, b"description: Use when async things happen"),
+            "double-quoted",
+        ),
     ],
 )
 def test_checker_rejects_broken_frontmatter(case: str, mutate, expected: str) -> None:

@@ -95,8 +95,9 @@ def test_program_blocks_run(server_url: str, backend: str) -> None:
     if backend != "sqlite":
         env["DATABASE_URL"] = server_url
     for block in PROGRAMS:
-        proc = subprocess.run([sys.executable, "-c", block.code], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", block.code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 0, f"{block.id} exited {proc.returncode}:\n{proc.stderr[-2000:]}"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "sqlmodel_project"))
-from harness import METADATA, SKILL, Run, alembic, make_project, python, script, user_database  # noqa: E402
+from harness import METADATA, SKILL, Run, alembic, make_project, python, script, user_database
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,9 @@ def created_tables(path: Path) -> set[str]:
     return {
         node.args[0].value
         for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "create_table"
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "create_table"
         and isinstance(node.args[0], ast.Constant)
     }
 
@@ -121,24 +123,34 @@ def test_a_table_module_missing_from_models_still_reaches_the_revision(tmp_path:
         init = ok(script("generate-migration", "init", "--json", cwd=project, url=url)).json
         assert created_tables(Path(init["revision_file"])) == {"smp_users", "smp_posts"}
         # ... while the app fails at its first query, naming the class nobody imported
-        probe = python("-c", "from sqlalchemy.orm import configure_mappers; import app.models; configure_mappers()",
-                       cwd=project, url=url)
+        probe = python(
+            "-c",
+            "from sqlalchemy.orm import configure_mappers; import app.models; configure_mappers()",
+            cwd=project,
+            url=url,
+        )
     assert probe.code == 1 and "expression 'Post' failed to locate a name ('Post')" in probe.err, probe.describe()
 
 
 def test_plain_projects_never_need_sqlmodel(tmp_path: Path) -> None:
     """A project without SQLModel: revisions do not mention sqlmodel and migrate with it uninstalled."""
     project = tmp_path / "plain project"
-    shutil.copytree(SKILL / "tests" / "sample_project" / "sample_app", project / "sample_app",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        SKILL / "tests" / "sample_project" / "sample_app",
+        project / "sample_app",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     shutil.copy(TEMPLATES / "base_model.py", project / "sample_app" / "base_model.py")
     blocker = tmp_path / "no-sqlmodel"
     blocker.mkdir()
     (blocker / "sqlmodel.py").write_text("raise ImportError('sqlmodel is not installed here')\n")
     ok(script("setup-alembic", "--metadata", "sample_app.models:Base.metadata", cwd=project))
     with user_database("sqlite+aiosqlite://") as url:
-        revision = Path(ok(script("generate-migration", "init", "--json", cwd=project, url=url,
-                                  PYTHONPATH=str(blocker))).json["revision_file"])
+        revision = Path(
+            ok(script("generate-migration", "init", "--json", cwd=project, url=url, PYTHONPATH=str(blocker))).json[
+                "revision_file"
+            ]
+        )
         assert "sqlmodel" not in revision.read_text()
         ok(alembic("upgrade", "head", cwd=project, url=url, PYTHONPATH=str(blocker)))
     blocked = python("-c", "import sqlmodel", cwd=project, url=None, PYTHONPATH=str(blocker))
@@ -149,10 +161,16 @@ def render(template: str, **overrides: str) -> str:
     from mako.template import Template
 
     values: dict[str, object] = {
-        "message": "add things", "up_revision": "abc123", "down_revision": None, "branch_labels": None,
-        "depends_on": None, "create_date": "2025-01-01 00:00:00", "imports": "",
+        "message": "add things",
+        "up_revision": "abc123",
+        "down_revision": None,
+        "branch_labels": None,
+        "depends_on": None,
+        "create_date": "2025-01-01 00:00:00",
+        "imports": "",
         "upgrades": "op.add_column('t', sa.Column('x', sa.Integer(), nullable=True))",
-        "downgrades": "op.drop_column('t', 'x')", "comma": lambda value: ", ".join(value or ()),
+        "downgrades": "op.drop_column('t', 'x')",
+        "comma": lambda value: ", ".join(value or ()),
     }
     values.update(overrides)
     return str(Template(template).render(**values))
@@ -180,7 +198,7 @@ def test_script_template_imports_sqlmodel_only_when_used() -> None:
 
 # --------------------------------------------------------------------------- Alembic's own async env
 
-HEROES = '''\
+HEROES = """\
 from sqlmodel import Field, SQLModel
 
 
@@ -195,7 +213,7 @@ class Hero(SQLModel, table=True):
     name: str = Field(index=True)
     secret_name: str = Field(max_length=100)
     team_id: int | None = Field(default=None, foreign_key="team.id", index=True)
-'''
+"""
 
 
 def stock_async_project(tmp_path: Path, url: str) -> Path:
@@ -205,8 +223,11 @@ def stock_async_project(tmp_path: Path, url: str) -> Path:
     (project / "heroes.py").write_text(HEROES)
     ok(alembic("init", "-t", "async", "migrations", cwd=project, url=None))
     env_py = project / "migrations" / "env.py"
-    env_py.write_text(env_py.read_text().replace(
-        "target_metadata = None", "from heroes import SQLModel\n\ntarget_metadata = SQLModel.metadata", 1))
+    env_py.write_text(
+        env_py.read_text().replace(
+            "target_metadata = None", "from heroes import SQLModel\n\ntarget_metadata = SQLModel.metadata", 1
+        )
+    )
     ini = project / "alembic.ini"
     ini.write_text(ini.read_text().replace("driver://user:pass@localhost/dbname", url.replace("%", "%%"), 1))
     return project

@@ -16,9 +16,9 @@ from fastapi import FastAPI
 from sqlmodel import func, select
 
 from examples.sqlmodel_app import SessionDep, User, create_app
+from templates.database import DatabaseSettings
 from templates.query_counter import count_queries
 from templates.scratch import scratch_url
-from templates.database import DatabaseSettings
 
 
 @asynccontextmanager

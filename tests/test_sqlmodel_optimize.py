@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "sqlmodel_project"))
-from harness import Run, make_project, script, user_database  # noqa: E402
+from harness import Run, make_project, script, user_database
 
 pytestmark = pytest.mark.slow
+
 
 def marked_lines(path: Path, rule: str, mode: str) -> set[int]:
     """Lines carrying ``# runtime: RULE`` / ``# static: RULE`` markers (as in tests/corpus)."""
@@ -109,7 +110,11 @@ def test_static_exec_in_a_loop_is_query_in_loop(tmp_path: Path) -> None:
 
 def test_static_batched_exec_is_not_flagged(tmp_path: Path) -> None:
     """False-positive guard: one exec per batch of keys (``.in_(...)``) is the fix, not the bug."""
-    run = static_run(tmp_path, ASYNC_HEADER + MODELS.replace("{LAZY}", '{"lazy": "raise"}') + """
+    run = static_run(
+        tmp_path,
+        ASYNC_HEADER
+        + MODELS.replace("{LAZY}", '{"lazy": "raise"}')
+        + """
 
 async def names(session: AsyncSession, ids: list[int]) -> list[str]:
     out: list[str] = []
@@ -117,12 +122,16 @@ async def names(session: AsyncSession, ids: list[int]) -> list[str]:
         batch = ids[start : start + 500]
         out += (await session.exec(select(Team.name).where(Team.id.in_(batch)))).all()
     return out
-""")
+""",
+    )
     assert rules_at(run) == set(), run.describe()
 
 
 def test_static_unloaded_relationship_read_is_lazy_load_in_async(tmp_path: Path) -> None:
-    source = ASYNC_HEADER + MODELS.replace("{LAZY}", '{"lazy": "raise"}') + """
+    source = (
+        ASYNC_HEADER
+        + MODELS.replace("{LAZY}", '{"lazy": "raise"}')
+        + """
 
 async def roster(session: AsyncSession) -> dict[str, int]:
     teams = (await session.exec(select(Team))).all()
@@ -131,6 +140,7 @@ async def roster(session: AsyncSession) -> dict[str, int]:
         sizes[team.name] = len(team.heroes)
     return sizes
 """
+    )
     run = static_run(tmp_path, source)
     line = next(n for n, text in enumerate(source.splitlines(), 1) if "len(team.heroes)" in text)
     assert rules_at(run) == {("lazy_load_in_async", line)}, run.describe()
@@ -138,7 +148,11 @@ async def roster(session: AsyncSession) -> dict[str, int]:
 
 def test_static_loaded_relationship_read_is_clean(tmp_path: Path) -> None:
     """False-positive guard: the same read after ``selectinload(Team.heroes)``."""
-    run = static_run(tmp_path, ASYNC_HEADER + MODELS.replace("{LAZY}", '{"lazy": "raise"}') + """
+    run = static_run(
+        tmp_path,
+        ASYNC_HEADER
+        + MODELS.replace("{LAZY}", '{"lazy": "raise"}')
+        + """
 
 async def roster(session: AsyncSession) -> dict[str, int]:
     teams = (await session.exec(select(Team).options(selectinload(Team.heroes)))).all()
@@ -146,12 +160,13 @@ async def roster(session: AsyncSession) -> dict[str, int]:
     for team in teams:
         sizes[team.name] = len(team.heroes)
     return sizes
-""")
+""",
+    )
     assert rules_at(run) == set(), run.describe()
 
 
 def test_static_relationship_without_lazy_in_async_code(tmp_path: Path) -> None:
-    source = ASYNC_HEADER + MODELS.replace(', sa_relationship_kwargs={LAZY}', "")
+    source = ASYNC_HEADER + MODELS.replace(", sa_relationship_kwargs={LAZY}", "")
     run = static_run(tmp_path, source)
     line = next(n for n, text in enumerate(source.splitlines(), 1) if 'heroes: list["Hero"]' in text)
     assert rules_at(run) == {("relationship_without_lazy", line)}, run.describe()
@@ -166,7 +181,9 @@ def test_static_relationship_with_lazy_is_clean(lazy: str, tmp_path: Path) -> No
 
 def test_static_sync_sqlmodel_script_is_not_async_code(tmp_path: Path) -> None:
     """Near miss: sync SQLModel (``Session``, default lazy loading) is not this skill's problem."""
-    run = static_run(tmp_path, """\
+    run = static_run(
+        tmp_path,
+        """\
 from sqlmodel import Field, Relationship, Session, SQLModel, create_engine, select
 
 
@@ -185,5 +202,6 @@ def main() -> None:
     with Session(create_engine("sqlite://")) as session:
         for team in session.exec(select(Team)).all():
             print(len(team.heroes))
-""")
+""",
+    )
     assert rules_at(run) == set(), run.describe()

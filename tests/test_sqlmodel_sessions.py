@@ -13,18 +13,18 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy
+import sqlmodel
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import AsyncSession as SQLAlchemyAsyncSession
-import sqlmodel
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from templates.base_model import UTCDateTime, UUIDType, utcnow
-from templates.repository import InvalidCursor, Repository
 from templates.database import create_sessionmaker
+from templates.repository import InvalidCursor, Repository
 from templates.sqlmodel_session import create_sqlmodel_sessionmaker, exec_page
 
 SA_21 = tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
@@ -69,8 +69,10 @@ async def tables(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
 
 async def members(engine: AsyncEngine, club: str, n: int) -> list[uuid.UUID]:
     base = datetime(2025, 1, 1, tzinfo=timezone.utc)
-    rows = [SsMember(email=f"{club}-{i}@example.com", club=club, created_at=base + timedelta(seconds=i % 3))
-            for i in range(n)]  # equal created_at values: the primary key must break the ties
+    rows = [
+        SsMember(email=f"{club}-{i}@example.com", club=club, created_at=base + timedelta(seconds=i % 3))
+        for i in range(n)
+    ]  # equal created_at values: the primary key must break the ties
     async with create_sqlmodel_sessionmaker(engine)() as session:
         session.add_all(rows)
         await session.commit()
@@ -217,10 +219,16 @@ async def test_datetime_columns_per_backend(tables: AsyncEngine, backend: str) -
 @pytest.mark.only_backends("mysql")
 async def test_uuid_column_types_on_mariadb(tables: AsyncEngine) -> None:
     async with tables.connect() as conn:
-        types = dict((await conn.execute(text(
-            "SELECT column_name, column_type FROM information_schema.columns "
-            "WHERE table_schema = DATABASE() AND table_name = 'ss_stamps' AND column_name IN ('plain', 'pinned')"
-        ))).all())
+        types = dict(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT column_name, column_type FROM information_schema.columns "
+                        "WHERE table_schema = DATABASE() AND table_name = 'ss_stamps' AND column_name IN ('plain', 'pinned')"
+                    )
+                )
+            ).all()
+        )
         is_mariadb = "mariadb" in (await conn.scalar(text("SELECT VERSION()"))).lower()
     assert types["pinned"] == "char(32)"  # UUIDType: the same DDL on SQLAlchemy 2.0 and 2.1
     assert types["plain"] == ("uuid" if SA_21 and is_mariadb else "char(32)")

@@ -12,7 +12,6 @@ import gc
 import re
 import subprocess
 import sys
-import textwrap
 import uuid
 import warnings
 from collections.abc import AsyncIterator
@@ -41,7 +40,9 @@ from templates.sqlmodel_session import create_sqlmodel_sessionmaker
 
 ROOT = Path(__file__).resolve().parents[1]
 SA_21 = tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
-MISSING_GREENLET = "greenlet_spawn has not been called; can't call " + ("await_() here" if SA_21 else "await_only() here")
+MISSING_GREENLET = "greenlet_spawn has not been called; can't call " + (
+    "await_() here" if SA_21 else "await_only() here"
+)
 
 # The wrong code below leaves driver coroutines un-awaited; that follow-up warning is expected.
 pytestmark = pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
@@ -105,7 +106,9 @@ def drop_unawaited_coroutines() -> None:
 
 def greenlet_error(exc: BaseException) -> bool:
     """asyncpg raises MissingGreenlet; aiosqlite/aiomysql wrap it in StatementError (see troubleshooting.md)."""
-    return isinstance(exc, MissingGreenlet) or (isinstance(exc, StatementError) and isinstance(exc.orig, MissingGreenlet))
+    return isinstance(exc, MissingGreenlet) or (
+        isinstance(exc, StatementError) and isinstance(exc.orig, MissingGreenlet)
+    )
 
 
 # --- session.exec() on SQLAlchemy's AsyncSession ---------------------------------------------
@@ -166,13 +169,21 @@ async def test_relationship_read_after_the_session_closed(tables: AsyncEngine) -
         drop_unawaited_coroutines()
     with pytest.raises(InvalidRequestError, match=re.escape("'TsmTeam.heroes' is not available due to lazy='raise'")):
         print(team.heroes)
-    with pytest.raises(DetachedInstanceError, match="is not bound to a Session; lazy load operation of attribute 'team' cannot proceed"):
+    with pytest.raises(
+        DetachedInstanceError, match="is not bound to a Session; lazy load operation of attribute 'team' cannot proceed"
+    ):
         print(hero.team)
 
     # fix: load what will be read, in the query, while the session is open
     async with sessionmaker() as session:
-        team = (await session.exec(select(TsmTeam).where(TsmTeam.id == team_id).options(selectinload(TsmTeam.heroes)))).one()
-        hero = (await session.exec(select(TsmHero).where(TsmHero.team_id == team_id).options(selectinload(TsmHero.team)).limit(1))).one()
+        team = (
+            await session.exec(select(TsmTeam).where(TsmTeam.id == team_id).options(selectinload(TsmTeam.heroes)))
+        ).one()
+        hero = (
+            await session.exec(
+                select(TsmHero).where(TsmHero.team_id == team_id).options(selectinload(TsmHero.team)).limit(1)
+            )
+        ).one()
     assert len(team.heroes) == 2 and hero.team.id == team_id
     # one object, after the fact: refresh() loads it even with lazy="raise"
     async with sessionmaker() as session:
@@ -213,9 +224,12 @@ async def test_response_model_reads_an_unloaded_relationship(tables: AsyncEngine
             return (await session.exec(stmt)).one()
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        with pytest.raises(ResponseValidationError, match=re.escape(
-            "Error extracting attribute: InvalidRequestError: 'TsmTeam.heroes' is not available due to lazy='raise'"
-        )):
+        with pytest.raises(
+            ResponseValidationError,
+            match=re.escape(
+                "Error extracting attribute: InvalidRequestError: 'TsmTeam.heroes' is not available due to lazy='raise'"
+            ),
+        ):
             await client.get("/wrong")  # a 500 for a real client
         response = await client.get("/fixed")
     assert response.status_code == 200 and len(response.json()["heroes"]) == 2
@@ -226,7 +240,7 @@ async def test_response_model_reads_an_unloaded_relationship(tables: AsyncEngine
 
 # --- from __future__ import annotations in a models module ---------------------------------------
 
-FUTURE_MODELS = '''\
+FUTURE_MODELS = """\
 from __future__ import annotations
 
 from sqlmodel import Field, Relationship, SQLModel
@@ -241,7 +255,7 @@ class Hero(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     team_id: int | None = Field(default=None, foreign_key="team.id")
     team: Team | None = Relationship(back_populates="heroes")
-'''
+"""
 
 
 def test_future_annotations_break_relationships(tmp_path: Path) -> None:

@@ -64,8 +64,13 @@ class Run:
         return f"rc={self.rc}\nstdout:\n{self.out}\nstderr:\n{self.err}"
 
 
-def run(*args: str, script: Path = SCRIPT, cwd: Path | None = None, env: dict[str, str] | None = None,
-        secrets: tuple[str, ...] = (SECRET, SPECIAL_SECRET, quote(SPECIAL_SECRET, safe=""))) -> Run:
+def run(
+    *args: str,
+    script: Path = SCRIPT,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    secrets: tuple[str, ...] = (SECRET, SPECIAL_SECRET, quote(SPECIAL_SECRET, safe="")),
+) -> Run:
     """Run the wrapper with bash from ``cwd`` (default: a directory outside the skill).
 
     Without an explicit ``--timeout`` the run gets 120 s instead of the 5 s default: a check
@@ -78,8 +83,12 @@ def run(*args: str, script: Path = SCRIPT, cwd: Path | None = None, env: dict[st
     full_env.update(env or {})
     t0 = time.monotonic()
     proc = subprocess.run(
-        ["bash", str(script), *args], cwd=str(cwd or tempfile.gettempdir()), env=full_env,
-        capture_output=True, text=True, timeout=600,
+        ["bash", str(script), *args],
+        cwd=str(cwd or tempfile.gettempdir()),
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     result = Run(proc, time.monotonic() - t0, "--json" in args)
     for secret in secrets:
@@ -188,12 +197,22 @@ class OwnPostgres:
         return subprocess.run(full, capture_output=True, text=True, timeout=120, check=True)
 
     def start(self) -> None:
-        self.cmd(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-                 "--auth-host=scram-sha-256", "-E", "UTF8")
+        self.cmd(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+        )
         (self.data / "pg_hba.conf").write_text(
             "local all all trust\n"
             "host all tc_trust 127.0.0.1/32 trust\n"  # to show that trust accepts any password
-            "host all all 127.0.0.1/32 scram-sha-256\n")
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
         conf = [
             "password_encryption = 'scram-sha-256'",
             "listen_addresses = '127.0.0.1'",
@@ -204,9 +223,25 @@ class OwnPostgres:
         ]
         if shutil.which("openssl"):
             subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=asp-test",
-                 "-keyout", str(self.data / "server.key"), "-out", str(self.data / "server.crt")],
-                capture_output=True, check=True, timeout=60,
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=asp-test",
+                    "-keyout",
+                    str(self.data / "server.key"),
+                    "-out",
+                    str(self.data / "server.crt"),
+                ],
+                capture_output=True,
+                check=True,
+                timeout=60,
             )
             os.chmod(self.data / "server.key", 0o600)
             if self.as_postgres:
@@ -223,8 +258,21 @@ class OwnPostgres:
         self.sql("CREATE ROLE tc_trust LOGIN PASSWORD 'the-real-one'")
 
     def sql(self, statement: str) -> None:
-        self.cmd(str(self.bin / "psql"), "-h", str(self.dir), "-p", str(self.port), "-U", "postgres", "-d", "postgres",
-                 "-v", "ON_ERROR_STOP=1", "-qc", statement)
+        self.cmd(
+            str(self.bin / "psql"),
+            "-h",
+            str(self.dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            statement,
+        )
 
     def url(self, user: str = "tc_app", password: str = SECRET, database: str = "tc_app", query: str = "") -> str:
         return f"postgresql+asyncpg://{user}:{quote(password, safe='')}@127.0.0.1:{self.port}/{database}{query}"
@@ -256,23 +304,39 @@ def test_help_lists_usage_options_exit_codes_and_example(spaced_script: Path, tm
     link.symlink_to(spaced_script)
     skill = spaced_script.parents[1]
     # absolute path with a space, relative path with a space (from the skill's parent), via a symlink
-    for script, cwd in ((spaced_script, None), (Path(skill.name) / "scripts" / "test-connection.sh", skill.parent),
-                        (link, None)):
+    for script, cwd in (
+        (spaced_script, None),
+        (Path(skill.name) / "scripts" / "test-connection.sh", skill.parent),
+        (link, None),
+    ):
         r = run("--help", script=script, cwd=cwd)
         assert r.rc == 0, r
-        for needle in ("usage: test-connection.sh", "--timeout", "--json", "--pool-size", "--max-overflow",
-                       "--workers", "DATABASE_URL", "exit codes", "example:", "error_kind"):
+        for needle in (
+            "usage: test-connection.sh",
+            "--timeout",
+            "--json",
+            "--pool-size",
+            "--max-overflow",
+            "--workers",
+            "DATABASE_URL",
+            "exit codes",
+            "example:",
+            "error_kind",
+        ):
             assert needle in r.out, needle
 
 
-@pytest.mark.parametrize("args", [
-    ("--timeout", "abc", "sqlite+aiosqlite://"),
-    ("--timeout", "0", "sqlite+aiosqlite://"),
-    ("--workers", "0", "sqlite+aiosqlite://"),
-    ("--pool-size", "x", "sqlite+aiosqlite://"),
-    ("--no-such-option", "sqlite+aiosqlite://"),
-    ("a://x", "b://y"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--timeout", "abc", "sqlite+aiosqlite://"),
+        ("--timeout", "0", "sqlite+aiosqlite://"),
+        ("--workers", "0", "sqlite+aiosqlite://"),
+        ("--pool-size", "x", "sqlite+aiosqlite://"),
+        ("--no-such-option", "sqlite+aiosqlite://"),
+        ("a://x", "b://y"),
+    ],
+)
 def test_bad_usage_exits_2_with_one_json_object(args: tuple[str, ...]) -> None:
     r = run(*args, "--json")
     assert r.rc == 2, r
@@ -511,8 +575,13 @@ def test_hanging_dns_lookup_still_returns_within_the_limit(tmp_path: Path) -> No
         "    return real(host, *a, **k)\n"
         "socket.getaddrinfo = slow\n"
     )
-    r = run(f"postgresql+asyncpg://u:{SECRET}@hangs.invalid/db", "--json", "--timeout", "2",
-            env={"PYTHONPATH": str(tmp_path)})
+    r = run(
+        f"postgresql+asyncpg://u:{SECRET}@hangs.invalid/db",
+        "--json",
+        "--timeout",
+        "2",
+        env={"PYTHONPATH": str(tmp_path)},
+    )
     assert r.rc == 1 and r.data["error_kind"] == "timeout" and "resolving" in r.data["error"], r
     assert_within_budget(r, 2)
 
@@ -526,8 +595,13 @@ def test_blocked_event_loop_is_cut_off_by_the_watchdog(tmp_path: Path) -> None:
         "    time.sleep(30)  # blocks the whole event loop\n"
         "asyncpg.connect = stuck\n"
     )
-    r = run(f"postgresql+asyncpg://u:{SECRET}@127.0.0.1:{free_port()}/db", "--json", "--timeout", "2",
-            env={"PYTHONPATH": str(tmp_path)})
+    r = run(
+        f"postgresql+asyncpg://u:{SECRET}@127.0.0.1:{free_port()}/db",
+        "--json",
+        "--timeout",
+        "2",
+        env={"PYTHONPATH": str(tmp_path)},
+    )
     assert r.rc == 1 and r.data["error_kind"] == "timeout", r
     assert_within_budget(r, 2)
 
@@ -539,13 +613,16 @@ def test_unresolvable_host_is_dns(scheme: str) -> None:
     assert "nonexistent.invalid" in r.data["hint"]
 
 
-@pytest.mark.parametrize("url", [
-    "not a url " + SECRET,
-    f"postgresql+asyncpg://u:{SECRET}@host:notaport/db",
-    f"postgresql+asyncpg://u:{SECRET}@with@at/db",  # unencoded '@' in the password
-    f"postgresql+asyncpg:/u:{SECRET}@host/db",  # one slash: the password is not even in URL position
-    f"postgresql+asyncpg://u:{SECRET}@host:99999/db",  # port out of range
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url " + SECRET,
+        f"postgresql+asyncpg://u:{SECRET}@host:notaport/db",
+        f"postgresql+asyncpg://u:{SECRET}@with@at/db",  # unencoded '@' in the password
+        f"postgresql+asyncpg:/u:{SECRET}@host/db",  # one slash: the password is not even in URL position
+        f"postgresql+asyncpg://u:{SECRET}@host:99999/db",  # port out of range
+    ],
+)
 def test_malformed_url_exits_2(url: str) -> None:
     r = run(url, "--json")
     assert r.rc == 2 and r.data["error_kind"] == "bad_url", r
@@ -558,13 +635,18 @@ def test_unknown_dialect_or_driver_exits_2(url: str) -> None:
     assert r.rc == 2 and r.data["error_kind"] == "bad_url" and "unknown" in r.data["error"], r
 
 
-@pytest.mark.parametrize(("url", "fixed"), [
-    (f"postgresql+psycopg2://u:{SECRET}@db.example:5432/app?sslmode=require",
-     "postgresql+asyncpg://u:***@db.example:5432/app?ssl=require"),
-    (f"mysql+pymysql://u:{SECRET}@db.example/app", "mysql+aiomysql://u:***@db.example/app"),
-    (f"mysql://u:{SECRET}@db.example/app", "mysql+aiomysql://u:***@db.example/app"),
-    ("sqlite:///app.db", "sqlite+aiosqlite:///app.db"),
-])
+@pytest.mark.parametrize(
+    ("url", "fixed"),
+    [
+        (
+            f"postgresql+psycopg2://u:{SECRET}@db.example:5432/app?sslmode=require",
+            "postgresql+asyncpg://u:***@db.example:5432/app?ssl=require",
+        ),
+        (f"mysql+pymysql://u:{SECRET}@db.example/app", "mysql+aiomysql://u:***@db.example/app"),
+        (f"mysql://u:{SECRET}@db.example/app", "mysql+aiomysql://u:***@db.example/app"),
+        ("sqlite:///app.db", "sqlite+aiosqlite:///app.db"),
+    ],
+)
 def test_sync_driver_is_flagged_with_the_async_url(url: str, fixed: str) -> None:
     r = run(url, "--json")
     assert r.rc == 2 and r.data["error_kind"] == "bad_url", r
@@ -607,13 +689,16 @@ def test_uninstalled_driver_exits_3_naming_the_package(blocked_modules: Any) -> 
     assert human.rc == 3 and "pip install 'asyncmy'" in human.out, human
 
 
-@pytest.mark.parametrize(("module", "url", "package"), [
-    ("asyncpg", f"postgresql+asyncpg://u:{SECRET}@127.0.0.1/db", "asyncpg"),
-    ("aiosqlite", "sqlite+aiosqlite://", "aiosqlite"),
-    ("pymysql", f"mysql+aiomysql://u:{SECRET}@127.0.0.1/db", "PyMySQL"),
-    ("greenlet", f"postgresql+asyncpg://u:{SECRET}@127.0.0.1/db", "sqlalchemy[asyncio]"),
-    ("sqlalchemy", f"postgresql+asyncpg://u:{SECRET}@127.0.0.1/db", "sqlalchemy[asyncio]"),
-])
+@pytest.mark.parametrize(
+    ("module", "url", "package"),
+    [
+        ("asyncpg", f"postgresql+asyncpg://u:{SECRET}@127.0.0.1/db", "asyncpg"),
+        ("aiosqlite", "sqlite+aiosqlite://", "aiosqlite"),
+        ("pymysql", f"mysql+aiomysql://u:{SECRET}@127.0.0.1/db", "PyMySQL"),
+        ("greenlet", f"postgresql+asyncpg://u:{SECRET}@127.0.0.1/db", "sqlalchemy[asyncio]"),
+        ("sqlalchemy", f"postgresql+asyncpg://u:{SECRET}@127.0.0.1/db", "sqlalchemy[asyncio]"),
+    ],
+)
 def test_hidden_package_exits_3(module: str, url: str, package: str, blocked_modules: Any) -> None:
     r = run(url, "--json", env=blocked_modules(module))
     assert r.rc == 3 and r.data["error_kind"] == "driver_missing" and r.data["pip_package"] == package, r

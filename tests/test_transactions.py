@@ -131,9 +131,7 @@ async def savepoint_then_abort(engine: AsyncEngine) -> tuple[list[str], list[str
     async with engine.begin() as conn:
         await conn.run_sync(SpBase.metadata.create_all)
     sent: list[str] = []
-    event.listen(
-        engine.sync_engine, "before_cursor_execute", lambda c, cur, stmt, *a: sent.append(stmt.split(" (")[0])
-    )
+    event.listen(engine.sync_engine, "before_cursor_execute", lambda c, cur, stmt, *a: sent.append(stmt.split(" (")[0]))
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     with pytest.raises(RuntimeError):
         async with sessionmaker() as session, session.begin():
@@ -232,7 +230,11 @@ async def test_helper_gives_up_after_attempts_with_growing_capped_delays(session
 
     with pytest.raises(IntegrityError):
         await run_in_transaction(
-            sessionmaker, always_fails, attempts=4, backoff=0.01, max_backoff=0.015,
+            sessionmaker,
+            always_fails,
+            attempts=4,
+            backoff=0.01,
+            max_backoff=0.015,
             retry_if=lambda exc: isinstance(exc, IntegrityError),
             on_retry=lambda attempt, exc, delay: retries.append((attempt, delay)),
         )
@@ -330,7 +332,9 @@ async def test_sqlite_begin_immediate_is_sent_only_when_asked(engine: AsyncEngin
 
 
 @pytest.mark.only_backends("sqlite")  # SQLite locking
-async def test_sqlite_deferred_transactions_that_read_then_write_collide(sessionmaker: Sessionmaker, backend: str) -> None:
+async def test_sqlite_deferred_transactions_that_read_then_write_collide(
+    sessionmaker: Sessionmaker, backend: str
+) -> None:
     """Why run_in_transaction starts SQLite transactions with BEGIN IMMEDIATE: with a plain BEGIN,
     two transactions that both read and then write make the second fail with "database is
     locked" (SQLITE_BUSY / BUSY_SNAPSHOT) at once - busy_timeout does not apply to that case."""
@@ -439,8 +443,7 @@ async def test_lock_wait_timeout_retried_on_mariadb_not_lock_timeout_on_postgres
             stmt = text("SELECT balance FROM tx_accounts WHERE id = :id FOR UPDATE")
         else:  # MariaDB: a per-statement lock wait timeout of 1 s
             stmt = text(
-                "SET STATEMENT innodb_lock_wait_timeout=1 FOR "
-                "SELECT balance FROM tx_accounts WHERE id = :id FOR UPDATE"
+                "SET STATEMENT innodb_lock_wait_timeout=1 FOR SELECT balance FROM tx_accounts WHERE id = :id FOR UPDATE"
             )
         return (await session.execute(stmt, {"id": account})).scalar_one()
 

@@ -27,10 +27,10 @@ TESTS = ROOT / "tests"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import sqlalchemy  # noqa: E402
-from sqlalchemy import ForeignKey, Integer, String, bindparam, func, inspect, literal, select, text  # noqa: E402
-from sqlalchemy.engine import URL  # noqa: E402
-from sqlalchemy.exc import (  # noqa: E402
+import sqlalchemy
+from sqlalchemy import ForeignKey, Integer, String, bindparam, func, inspect, literal, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
     IllegalStateChangeError,
@@ -41,15 +41,15 @@ from sqlalchemy.exc import (  # noqa: E402
     SAWarning,
     StatementError,
 )
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine  # noqa: E402
-from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload  # noqa: E402
-from sqlalchemy.orm.exc import DetachedInstanceError  # noqa: E402
-from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool  # noqa: E402
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
+from sqlalchemy.orm.exc import DetachedInstanceError
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
-from templates.base_model import Base  # noqa: E402
-from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker  # noqa: E402
-from templates.models import Post, User  # noqa: E402
+from templates.base_model import Base
+from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker
+from templates.models import Post, User
 
 SA_21 = tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
 MISSING_GREENLET_20 = "greenlet_spawn has not been called; can't call await_only() here"
@@ -106,7 +106,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{os.urandom(4).hex()}"
 
 
-def run_python(code: str, *, env: dict[str, str] | None = None, args: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str, *, env: dict[str, str] | None = None, args: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter (tests dir and skill root importable)."""
     full_env = dict(os.environ if env is None else env)
     full_env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
@@ -225,7 +227,9 @@ async def test_detached_instance_error(tables: AsyncEngine) -> None:
         return user  # the session is closed: nobody can reload it
 
     user = await get_user_wrong(async_sessionmaker(tables))
-    with pytest.raises(DetachedInstanceError, match="is not bound to a Session; attribute refresh operation cannot proceed"):
+    with pytest.raises(
+        DetachedInstanceError, match="is not bound to a Session; attribute refresh operation cannot proceed"
+    ):
         print(user.name)
 
     # fix: expire_on_commit=False keeps the loaded values after commit and close
@@ -250,7 +254,10 @@ async def test_pending_rollback_after_failed_flush(tables: AsyncEngine) -> None:
         session.add(User(email=email, name="duplicate"))
         with pytest.raises(IntegrityError):
             await session.commit()
-        with pytest.raises(PendingRollbackError, match="This Session's transaction has been rolled back due to a previous exception during flush"):
+        with pytest.raises(
+            PendingRollbackError,
+            match="This Session's transaction has been rolled back due to a previous exception during flush",
+        ):
             await session.scalar(select(func.count()).select_from(User))  # wrong: keeps using the session
 
     async with sessionmaker() as session:
@@ -290,7 +297,10 @@ async def test_missing_await(tables: AsyncEngine) -> None:
 
 
 def test_sync_driver_in_async_engine() -> None:
-    with pytest.raises(InvalidRequestError, match="The asyncio extension requires an async driver to be used. The loaded 'pysqlite' is not async"):
+    with pytest.raises(
+        InvalidRequestError,
+        match="The asyncio extension requires an async driver to be used. The loaded 'pysqlite' is not async",
+    ):
         create_async_engine("sqlite:///unused.db")  # wrong: no driver named -> the sync default
     engine = create_async_engine("sqlite+aiosqlite:///unused.db")  # fix: name the async driver
     assert engine.dialect.driver == "aiosqlite"
@@ -357,7 +367,7 @@ async def test_engine_used_in_two_event_loops(server_url: str, backend: str) -> 
     assert "Traceback" not in fixed.stderr, fixed.stderr[-3000:]
 
 
-PYTEST_FUNCTION_LOOPS = '''
+PYTEST_FUNCTION_LOOPS = """
 import os
 import pytest
 from sqlalchemy import literal, select
@@ -370,7 +380,7 @@ engine = create_db_engine(DatabaseSettings(url=os.environ["DATABASE_URL"]))  # m
 async def test_select(n):  # each test gets its own event loop (loop scope "function")
     async with engine.connect() as conn:
         assert (await conn.execute(select(literal(n)))).scalar_one() == n
-'''
+"""
 
 PYTEST_FUNCTION_INI = """
 [pytest]
@@ -387,18 +397,31 @@ asyncio_default_test_loop_scope = session
 """
 
 
-async def test_module_level_engine_with_function_scoped_loops(
-    server_url: str, backend: str, tmp_path: Path
-) -> None:
+async def test_module_level_engine_with_function_scoped_loops(server_url: str, backend: str, tmp_path: Path) -> None:
     (tmp_path / "test_module_engine.py").write_text(PYTEST_FUNCTION_LOOPS)
 
     def run_pytest(ini: str) -> subprocess.CompletedProcess[str]:
         (tmp_path / "pytest.ini").write_text(ini)
         env = dict(os.environ, DATABASE_URL=server_url, PYTHONPATH=str(ROOT))
         return subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(tmp_path / "pytest.ini"),
-             "--rootdir", str(tmp_path), str(tmp_path / "test_module_engine.py")],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-c",
+                str(tmp_path / "pytest.ini"),
+                "--rootdir",
+                str(tmp_path),
+                str(tmp_path / "test_module_engine.py"),
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT,
         )
 
     wrong = await asyncio.to_thread(run_pytest, PYTEST_FUNCTION_INI)
@@ -427,7 +450,9 @@ async def test_pool_exhausted_by_unclosed_sessions(db_url: tuple[URL, dict[str, 
             await session.execute(text("SELECT 1"))
             leaked.append(session)
         assert isinstance(engine.pool, AsyncAdaptedQueuePool)
-        with pytest.raises(PoolTimeoutError, match=r"QueuePool limit of size 2 overflow 0 reached, connection timed out, timeout 0\.50"):
+        with pytest.raises(
+            PoolTimeoutError, match=r"QueuePool limit of size 2 overflow 0 reached, connection timed out, timeout 0\.50"
+        ):
             async with sessionmaker() as session:
                 await session.execute(text("SELECT 1"))
     finally:
@@ -627,8 +652,14 @@ def run_isolated(site: Path, program: str) -> subprocess.CompletedProcess[str]:
     # -S: no site-packages, so only the stdlib and `site` are importable (greenlet is absent).
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(site)
-    return subprocess.run([sys.executable, "-S", "-c", program], cwd=site, env=env,
-                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    return subprocess.run(
+        [sys.executable, "-S", "-c", program],
+        cwd=site,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
 
 
 def test_greenlet_missing(no_greenlet_site: Path) -> None:
@@ -638,26 +669,38 @@ def test_greenlet_missing(no_greenlet_site: Path) -> None:
     assert wrong.returncode != 0
     if SA_21:
         # 2.1: greenlet is only installed by the [asyncio] extra; the import itself fails
-        assert "ImportError: The SQLAlchemy asyncio module requires that the Python 'greenlet' library is installed." in wrong.stderr, wrong.stderr
+        assert (
+            "ImportError: The SQLAlchemy asyncio module requires that the Python 'greenlet' library is installed."
+            in wrong.stderr
+        ), wrong.stderr
         assert "pip install sqlalchemy[asyncio]" in wrong.stderr
     else:
         # 2.0: the import works; the first awaited database call fails
-        assert "ValueError: the greenlet library is required to use this function. No module named 'greenlet'" in wrong.stderr, wrong.stderr
+        assert (
+            "ValueError: the greenlet library is required to use this function. No module named 'greenlet'"
+            in wrong.stderr
+        ), wrong.stderr
     # fix: install greenlet (what `pip install "sqlalchemy[asyncio]"` adds)
     import greenlet
 
     greenlet_dir = Path(greenlet.__file__).resolve().parent
     fixed_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     fixed_env["PYTHONPATH"] = os.pathsep.join([str(no_greenlet_site), str(greenlet_dir.parent)])
-    fixed = subprocess.run([sys.executable, "-S", "-c", NO_GREENLET_PROGRAM], cwd=no_greenlet_site, env=fixed_env,
-                           capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    fixed = subprocess.run(
+        [sys.executable, "-S", "-c", NO_GREENLET_PROGRAM],
+        cwd=no_greenlet_site,
+        env=fixed_env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     assert fixed.returncode == 0, fixed.stderr
     assert fixed.stdout.strip() == "1"
 
 
 # --- Alembic from inside a running loop -----------------------------------------------------
 
-ALEMBIC_ENV = '''
+ALEMBIC_ENV = """
 import asyncio
 
 from alembic import context
@@ -690,9 +733,9 @@ def run_migrations_online() -> None:
 
 
 run_migrations_online()
-'''
+"""
 
-ALEMBIC_REVISION = '''
+ALEMBIC_REVISION = """
 import sqlalchemy as sa
 from alembic import op
 
@@ -708,7 +751,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("ts_migrated")
-'''
+"""
 
 
 def alembic_config(directory: Path, url: str) -> Any:
@@ -790,5 +833,9 @@ def test_troubleshooting_reference_quotes_tested_errors() -> None:
     quoted = re.findall(r"^### `([^`]+)`", doc, flags=re.M)
     assert len(quoted) >= 9, quoted
     flat = source.replace("\\", "")
-    missing = [q for q in quoted if q.replace("...", "") not in flat and not all(part.strip() in flat for part in q.split("..."))]
+    missing = [
+        q
+        for q in quoted
+        if q.replace("...", "") not in flat and not all(part.strip() in flat for part in q.split("..."))
+    ]
     assert not missing, f"quoted in the reference but never asserted here: {missing}"

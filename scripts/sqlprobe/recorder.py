@@ -94,17 +94,43 @@ _IN_LIST_RE = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
 _VALUES_ROWS_RE = re.compile(r"(\(\?(?:, \?)*\))(?:\s*,\s*\(\?(?:, \?)*\))+")
 _WS_RE = re.compile(r"\s+")
 _CAST_RE = re.compile(r"\?::\w+(?:\s+(?:WITH|WITHOUT)\s+TIME\s+ZONE)?(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?", re.I)
-_FROM_RE = re.compile(rf"\b(?:FROM|JOIN|UPDATE|INTO)\s+{_QIDENT}(?:\s+(?:AS\s+)?(?!(?:WHERE|JOIN|ON|LEFT|RIGHT|INNER|OUTER|CROSS|FULL|SET|ORDER|GROUP|LIMIT|VALUES|USING|NATURAL|FOR|UNION|HAVING|OFFSET|RETURNING)\b){_IDENT})?", re.I)
+_FROM_RE = re.compile(
+    rf"\b(?:FROM|JOIN|UPDATE|INTO)\s+{_QIDENT}(?:\s+(?:AS\s+)?(?!(?:WHERE|JOIN|ON|LEFT|RIGHT|INNER|OUTER|CROSS|FULL|SET|ORDER|GROUP|LIMIT|VALUES|USING|NATURAL|FOR|UNION|HAVING|OFFSET|RETURNING)\b){_IDENT})?",
+    re.I,
+)
 _COL = r'[`"]?([A-Za-z_]\w*)[`"]?\.[`"]?([A-Za-z_]\w*)[`"]?'
 _OPS = r"(?:(?<![<>!])=|<=|>=|<(?!>)|(?<!<)>|\bIN\b|\bLIKE\b|\bILIKE\b|\bBETWEEN\b)"  # not <> / != / NOT IN
 _PRED_COL_FIRST = re.compile(rf"{_COL}\s*{_OPS}\s*\(?\s*\?", re.I)
 _PRED_PARAM_FIRST = re.compile(rf"\?\s*(?:=|<=|>=|<(?!>)|>)\s*{_COL}", re.I)
 _JOIN_PRED = re.compile(rf"{_COL}\s*=\s*{_COL}")
-_EXPR_PRED = re.compile(rf"\b([A-Za-z_]\w*)\(\s*{_COL}\s*\)\s*{_OPS}\s*\(?\s*(?:\?|(?:lower|upper)\(\s*\?\s*\)|\?)", re.I)
+_EXPR_PRED = re.compile(
+    rf"\b([A-Za-z_]\w*)\(\s*{_COL}\s*\)\s*{_OPS}\s*\(?\s*(?:\?|(?:lower|upper)\(\s*\?\s*\)|\?)", re.I
+)
 _BARE_EXPR_PRED = re.compile(rf"\b([A-Za-z_]\w*)\(\s*[`\"]?([A-Za-z_]\w*)[`\"]?\s*\)\s*{_OPS}\s*\(?\s*\?", re.I)
 _BARE_PRED = re.compile(rf"(?<![.\w`\"])[`\"]?([A-Za-z_]\w*)[`\"]?\s*{_OPS}\s*\(?\s*\?", re.I)
 _CATALOG_SCHEMAS = {"information_schema", "pg_catalog", "mysql", "performance_schema", "sys"}
-_KEYWORDS = {"and", "or", "not", "where", "on", "select", "set", "values", "limit", "offset", "when", "then", "else", "case", "by", "having", "like", "in", "is", "between"}
+_KEYWORDS = {
+    "and",
+    "or",
+    "not",
+    "where",
+    "on",
+    "select",
+    "set",
+    "values",
+    "limit",
+    "offset",
+    "when",
+    "then",
+    "else",
+    "case",
+    "by",
+    "having",
+    "like",
+    "in",
+    "is",
+    "between",
+}
 
 
 def normalise(sql: str) -> str:
@@ -123,7 +149,15 @@ def describe_statement(sql: str) -> dict[str, Any]:
     shape = normalise(sql)
     head = shape.split(" ", 1)[0].upper() if shape else ""
     kind = {"WITH": "SELECT"}.get(head, head)
-    info: dict[str, Any] = {"shape": shape, "kind": kind, "aliases": {}, "filters": [], "joins": [], "expr_filters": [], "has_where": False}
+    info: dict[str, Any] = {
+        "shape": shape,
+        "kind": kind,
+        "aliases": {},
+        "filters": [],
+        "joins": [],
+        "expr_filters": [],
+        "has_where": False,
+    }
     if kind not in ("SELECT", "UPDATE", "DELETE"):
         return info
     aliases: dict[str, str] = {}
@@ -141,7 +175,7 @@ def describe_statement(sql: str) -> dict[str, Any]:
     if catalog:
         return info  # the database's own catalog (reflection, Alembic): not the app's tables
     where_at = re.search(r"\b(WHERE|ON)\b", shape, re.I)
-    body = shape[where_at.start():] if where_at else ""
+    body = shape[where_at.start() :] if where_at else ""
     info["has_where"] = bool(re.search(r"\bWHERE\b", shape, re.I))
     filters: list[tuple[str, str]] = []
     for m in _PRED_COL_FIRST.finditer(body):
@@ -170,7 +204,17 @@ def describe_statement(sql: str) -> dict[str, Any]:
         (only,) = tables
         for m in _BARE_EXPR_PRED.finditer(body):
             fn = m.group(1).lower()
-            if fn not in _KEYWORDS and fn not in ("in", "exists", "any", "coalesce", "count", "sum", "max", "min", "avg"):
+            if fn not in _KEYWORDS and fn not in (
+                "in",
+                "exists",
+                "any",
+                "coalesce",
+                "count",
+                "sum",
+                "max",
+                "min",
+                "avg",
+            ):
                 exprs.add((only, m.group(2), fn))
     info["expr_filters"] = sorted(exprs)
     return info
@@ -178,12 +222,24 @@ def describe_statement(sql: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- call sites
 
+
 def _library_dirs() -> list[str]:
     dirs = [os.path.dirname(os.path.abspath(__file__))]
-    for name in ("sqlalchemy", "greenlet", "aiosqlite", "asyncpg", "aiomysql", "pymysql", "psycopg", "psycopg2", "MySQLdb", "asyncmy"):
+    for name in (
+        "sqlalchemy",
+        "greenlet",
+        "aiosqlite",
+        "asyncpg",
+        "aiomysql",
+        "pymysql",
+        "psycopg",
+        "psycopg2",
+        "MySQLdb",
+        "asyncmy",
+    ):
         try:
             spec = importlib.util.find_spec(name)
-        except Exception:  # noqa: BLE001
+        except Exception:
             spec = None
         if spec is not None and spec.origin and spec.submodule_search_locations:
             dirs.append(os.path.dirname(os.path.abspath(spec.origin)))
@@ -214,10 +270,10 @@ def _classify(filename: str) -> int:
 
 
 try:
-    import greenlet as _greenlet_mod  # noqa: E402
+    import greenlet as _greenlet_mod
 
     _getcurrent = _greenlet_mod.getcurrent
-except Exception:  # noqa: BLE001
+except Exception:
     _getcurrent = None
 
 
@@ -258,7 +314,7 @@ def param_key(parameters: Any) -> int:
         if isinstance(parameters, (list, tuple)):
             return hash(tuple(_hashable(v) for v in parameters))
         return hash(_hashable(parameters))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return hash(repr(parameters))
 
 
@@ -281,7 +337,7 @@ def _error(where: str, exc: BaseException) -> None:
 def _on_checkout(dbapi_connection: Any, connection_record: Any, connection_proxy: Any) -> None:
     try:
         connection_record.info["optimize_queries_span"] = next(STATE.span_counter)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _error("checkout", exc)
 
 
@@ -294,14 +350,14 @@ def _on_orm_execute(orm_state: Any) -> None:
                 name = f"{prop.parent.class_.__name__}.{prop.key}"
                 option = "selectinload" if getattr(prop, "uselist", True) else "joinedload"
                 orm_state.update_execution_options(optimize_queries_relationship=f"{option}({name})")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _error("do_orm_execute", exc)
 
 
 def _before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
     try:
         context._optimize_queries_t0 = time.perf_counter()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
 
 
@@ -331,11 +387,19 @@ def _after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any
                 STATE.explained.add(shape)
                 if not (context is not None and getattr(context, "is_server_side", False)):
                     _explain(conn, statement, parameters, info, stack)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _error("after_cursor_execute", exc)
 
 
-def _record(info: dict[str, Any], stack: list[tuple[str, int, str]], span: int, pkey: int, ms: float, many: bool, rel: str | None) -> None:
+def _record(
+    info: dict[str, Any],
+    stack: list[tuple[str, int, str]],
+    span: int,
+    pkey: int,
+    ms: float,
+    many: bool,
+    rel: str | None,
+) -> None:
     site = stack[0]
     key = (info["shape"], site)
     agg = STATE.aggs.get(key)
@@ -344,9 +408,20 @@ def _record(info: dict[str, Any], stack: list[tuple[str, int, str]], span: int, 
             STATE.dropped += 1
             return
         agg = STATE.aggs[key] = {
-            "count": 0, "total_ms": 0.0, "max_ms": 0.0, "slow": 0, "params": set(), "spans": {},
-            "max_span_distinct": 0, "max_span_count": 0, "max_same_params": 0, "executemany": 0,
-            "kind": info["kind"], "has_where": info["has_where"], "relationship": rel, "sql": info["sql"],
+            "count": 0,
+            "total_ms": 0.0,
+            "max_ms": 0.0,
+            "slow": 0,
+            "params": set(),
+            "spans": {},
+            "max_span_distinct": 0,
+            "max_span_count": 0,
+            "max_same_params": 0,
+            "executemany": 0,
+            "kind": info["kind"],
+            "has_where": info["has_where"],
+            "relationship": rel,
+            "sql": info["sql"],
             "stack": [list(f) for f in stack[1 : 1 + CALLERS_SHOWN]],  # the callers of the call site, first occurrence
         }
     agg["count"] += 1
@@ -409,7 +484,7 @@ def _raw(dbapi_conn: Any, sql: str, params: Any = None) -> tuple[list[Any], list
     finally:
         try:
             cur.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -425,28 +500,40 @@ def _catalog(dialect: str, dbapi_conn: Any, table: str, key_prefix: str) -> dict
     fks: dict[str, str] = {}
     leads: dict[str, str] = {}  # index name -> its leading column (PostgreSQL)
     if dialect == "sqlite":
-        for row in _raw(dbapi_conn, f"PRAGMA table_info(\"{table}\")")[0]:
+        for row in _raw(dbapi_conn, f'PRAGMA table_info("{table}")')[0]:
             if row[5] == 1:
                 indexed.add(row[1])
-        for row in _raw(dbapi_conn, f"PRAGMA index_list(\"{table}\")")[0]:
-            cols = _raw(dbapi_conn, f"PRAGMA index_info(\"{row[1]}\")")[0]
+        for row in _raw(dbapi_conn, f'PRAGMA index_list("{table}")')[0]:
+            cols = _raw(dbapi_conn, f'PRAGMA index_info("{row[1]}")')[0]
             lead = [c for c in cols if c[0] == 0]
             if lead and lead[0][2]:
                 indexed.add(lead[0][2])
-        for row in _raw(dbapi_conn, f"PRAGMA foreign_key_list(\"{table}\")")[0]:
+        for row in _raw(dbapi_conn, f'PRAGMA foreign_key_list("{table}")')[0]:
             if row[1] == 0:
                 fks[row[3]] = row[2]
     elif dialect == "postgresql":
         rel = f"to_regclass('\"{table}\"')"
-        for name, col in _raw(dbapi_conn, f"SELECT c.relname, a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = {rel}")[0]:
+        for name, col in _raw(
+            dbapi_conn,
+            f"SELECT c.relname, a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = {rel}",
+        )[0]:
             indexed.add(col)
             leads[name] = col
-        for col, ref in _raw(dbapi_conn, f"SELECT a.attname, c.confrelid::regclass::text FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] WHERE c.contype = 'f' AND c.conrelid = {rel}")[0]:
+        for col, ref in _raw(
+            dbapi_conn,
+            f"SELECT a.attname, c.confrelid::regclass::text FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] WHERE c.contype = 'f' AND c.conrelid = {rel}",
+        )[0]:
             fks[col] = ref
     elif dialect in ("mysql", "mariadb"):
-        for (col,) in _raw(dbapi_conn, f"SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND SEQ_IN_INDEX = 1")[0]:
+        for (col,) in _raw(
+            dbapi_conn,
+            f"SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND SEQ_IN_INDEX = 1",
+        )[0]:
             indexed.add(col)
-        for col, ref in _raw(dbapi_conn, f"SELECT COLUMN_NAME, REFERENCED_TABLE_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND REFERENCED_TABLE_NAME IS NOT NULL AND ORDINAL_POSITION = 1")[0]:
+        for col, ref in _raw(
+            dbapi_conn,
+            f"SELECT COLUMN_NAME, REFERENCED_TABLE_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND REFERENCED_TABLE_NAME IS NOT NULL AND ORDINAL_POSITION = 1",
+        )[0]:
             fks[col] = ref
     else:
         return None
@@ -455,7 +542,14 @@ def _catalog(dialect: str, dbapi_conn: Any, table: str, key_prefix: str) -> dict
     return result
 
 
-def _plan_scans(dialect: str, dbapi_conn: Any, statement: str, parameters: Any, aliases: dict[str, str], catalog: dict[str, Any] | None = None) -> tuple[set[str], list[str]]:
+def _plan_scans(
+    dialect: str,
+    dbapi_conn: Any,
+    statement: str,
+    parameters: Any,
+    aliases: dict[str, str],
+    catalog: dict[str, Any] | None = None,
+) -> tuple[set[str], list[str]]:
     """Tables the plan reads in full (or builds an automatic index for), and the plan text."""
     scanned: set[str] = set()
     lines: list[str] = []
@@ -487,14 +581,20 @@ def _plan_scans(dialect: str, dbapi_conn: Any, statement: str, parameters: Any, 
             if ntype == "Seq Scan" and rel:
                 lines.append(f"Seq Scan on {rel}" + (f" Filter: {node['Filter']}" if node.get("Filter") else ""))
                 scanned.add(rel)
-            elif ntype in ("Index Scan", "Index Only Scan", "Bitmap Index Scan") and rel and node.get("Index Name") in leads:
+            elif (
+                ntype in ("Index Scan", "Index Only Scan", "Bitmap Index Scan")
+                and rel
+                and node.get("Index Name") in leads
+            ):
                 # with seq scans off, walking a whole index whose leading column the condition does
                 # not constrain (the second column of a composite key) is how PostgreSQL says no
                 # index can look the filter up
                 lead = leads[node["Index Name"]]
                 cond = node.get("Index Cond") or ""
                 if not re.search(rf"\b{re.escape(lead)}\b", cond):
-                    lines.append(f"{ntype} on {rel} using {node['Index Name']}: whole index (leading column {lead} not in the condition)")
+                    lines.append(
+                        f"{ntype} on {rel} using {node['Index Name']}: whole index (leading column {lead} not in the condition)"
+                    )
                     scanned.add(rel)
             for child in node.get("Plans", []) or []:
                 walk(child, rel if ntype.startswith("Bitmap") else None)
@@ -508,13 +608,19 @@ def _plan_scans(dialect: str, dbapi_conn: Any, statement: str, parameters: Any, 
             lines.append(f"table={rec.get('table')} type={rec.get('type')} possible_keys={rec.get('possible_keys')}")
             # type ALL with possible_keys set: an index could serve it, the optimizer preferred a
             # scan (a small table). Only possible_keys NULL means no index can.
-            if str(rec.get("type", "")).upper() in ("ALL", "INDEX") and rec.get("table") and not rec.get("possible_keys"):
+            if (
+                str(rec.get("type", "")).upper() in ("ALL", "INDEX")
+                and rec.get("table")
+                and not rec.get("possible_keys")
+            ):
                 name = str(rec["table"])
                 scanned.add(aliases.get(name, name))
     return scanned, lines
 
 
-def _explain(conn: Any, statement: str, parameters: Any, info: dict[str, Any], stack: list[tuple[str, int, str]]) -> None:
+def _explain(
+    conn: Any, statement: str, parameters: Any, info: dict[str, Any], stack: list[tuple[str, int, str]]
+) -> None:
     """Could an index serve this statement? Ask the plan, on the statement's own connection:
     PostgreSQL with ``SET LOCAL enable_seqscan = off`` inside a SAVEPOINT that is rolled back (a
     Seq Scan that remains means no index can serve it, whatever the table's size); SQLite's
@@ -526,13 +632,21 @@ def _explain(conn: Any, statement: str, parameters: Any, info: dict[str, Any], s
     if dbapi_conn is None:
         return
     key_prefix = f"{dialect}:{id(conn.engine)}:{conn.engine.url.database}"
-    result: dict[str, Any] = {"shape": info["shape"], "site": stack[0], "stack": [list(f) for f in stack[1 : 1 + CALLERS_SHOWN]], "dialect": dialect, "sql": info["sql"]}
-    tables = sorted({t for t, _ in info["filters"]} | {t for t, _ in info["joins"]} | {t for t, _, _ in info["expr_filters"]})
+    result: dict[str, Any] = {
+        "shape": info["shape"],
+        "site": stack[0],
+        "stack": [list(f) for f in stack[1 : 1 + CALLERS_SHOWN]],
+        "dialect": dialect,
+        "sql": info["sql"],
+    }
+    tables = sorted(
+        {t for t, _ in info["filters"]} | {t for t, _ in info["joins"]} | {t for t, _, _ in info["expr_filters"]}
+    )
     savepoint = dialect == "postgresql"
     if savepoint:
         try:
             _raw(dbapi_conn, "SAVEPOINT optimize_queries_explain")
-        except Exception as exc:  # noqa: BLE001 - no transaction block (autocommit): skip, never disturb
+        except Exception as exc:
             _error("explain needs a transaction on postgresql", exc)
             return
     try:
@@ -547,7 +661,7 @@ def _explain(conn: Any, statement: str, parameters: Any, info: dict[str, Any], s
         result["scanned"] = sorted(scanned)
         # a custom plan shows bound values as literals ('secret'::text): keep them out of the report
         result["plan"] = [_NUMBER_RE.sub("?", _STRING_RE.sub("?", line))[:300] for line in lines[:20]]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _error(f"explain on {dialect}", exc)
         result["error"] = f"{type(exc).__name__}"
     finally:
@@ -555,7 +669,7 @@ def _explain(conn: Any, statement: str, parameters: Any, info: dict[str, Any], s
             try:
                 _raw(dbapi_conn, "ROLLBACK TO SAVEPOINT optimize_queries_explain")
                 _raw(dbapi_conn, "RELEASE SAVEPOINT optimize_queries_explain")
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 _error("explain savepoint", exc)
     STATE.explains.append(result)
 
@@ -589,10 +703,13 @@ def _relationship_hints(table: str, column: str) -> list[str]:
                 if not isinstance(prop, RelationshipProperty):
                     continue
                 remote = getattr(prop, "remote_side", ()) or ()
-                if any(getattr(c, "name", None) == column and getattr(getattr(c, "table", None), "name", None) == table for c in remote):
+                if any(
+                    getattr(c, "name", None) == column and getattr(getattr(c, "table", None), "name", None) == table
+                    for c in remote
+                ):
                     option = "selectinload" if prop.uselist else "joinedload"
                     hints.append(f"{option}({mapper.class_.__name__}.{prop.key})")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _error("relationship lookup", exc)
     return sorted(set(hints))[:3]
 
@@ -607,7 +724,6 @@ def _table_facts(table: str) -> dict[str, Any]:
     facts: dict[str, Any] = {"model": None, "test_only": False, "low_selectivity": [], "defined_in": None}
     try:
         from sqlalchemy import Boolean
-
         from sqlalchemy.orm import mapperlib
 
         for reg in list(mapperlib._all_registries()):
@@ -630,7 +746,7 @@ def _table_facts(table: str) -> dict[str, Any]:
                 if polymorphic is not None and getattr(polymorphic, "name", None):
                     low.add(polymorphic.name)
                 facts["low_selectivity"] = sorted(low)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _error("model lookup", exc)
     return facts
 
@@ -650,9 +766,20 @@ def _dump() -> None:
             for (shape, site), agg in STATE.aggs.items():
                 info = shape_info.get(shape, {})
                 item = {k: v for k, v in agg.items() if k not in ("params", "spans")}
-                item.update(shape=shape, site=list(site), distinct_params=len(agg["params"]),
-                            filters=info.get("filters", []), joins=info.get("joins", []), expr_filters=info.get("expr_filters", []))
-                if agg["kind"] == "SELECT" and not agg["relationship"] and agg["max_span_distinct"] >= 2 and len(info.get("filters", [])) == 1:
+                item.update(
+                    shape=shape,
+                    site=list(site),
+                    distinct_params=len(agg["params"]),
+                    filters=info.get("filters", []),
+                    joins=info.get("joins", []),
+                    expr_filters=info.get("expr_filters", []),
+                )
+                if (
+                    agg["kind"] == "SELECT"
+                    and not agg["relationship"]
+                    and agg["max_span_distinct"] >= 2
+                    and len(info.get("filters", [])) == 1
+                ):
                     t, c = info["filters"][0]
                     item["relationship_hints"] = _relationship_hints(t, c)
                     if t not in tables:
@@ -679,7 +806,7 @@ def _dump() -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(data, fh, default=str)
         os.replace(tmp, name)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"optimize-queries: could not write the record file: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
@@ -720,8 +847,10 @@ class _SQLAlchemyImportHook:
             original(module)
             try:
                 install()
-            except Exception as exc:  # noqa: BLE001
-                print(f"optimize-queries: could not instrument SQLAlchemy: {type(exc).__name__}: {exc}", file=sys.stderr)
+            except Exception as exc:
+                print(
+                    f"optimize-queries: could not instrument SQLAlchemy: {type(exc).__name__}: {exc}", file=sys.stderr
+                )
 
         spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
@@ -730,7 +859,9 @@ class _SQLAlchemyImportHook:
 def arm() -> None:
     """Called by sitecustomize: read settings, hook the SQLAlchemy import, register the exit dump."""
     explain = os.environ.get(ENV_EXPLAIN, "SELECT").upper()
-    STATE.explain_kinds = frozenset() if explain in ("0", "", "OFF") else frozenset(k.strip() for k in explain.split(",") if k.strip())
+    STATE.explain_kinds = (
+        frozenset() if explain in ("0", "", "OFF") else frozenset(k.strip() for k in explain.split(",") if k.strip())
+    )
     slow = os.environ.get(ENV_SLOW_MS)
     try:
         STATE.slow_ms = float(slow) if slow else None

@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scriptlib import shorten  # noqa: E402
+from scriptlib import shorten
 
 SEVERITY = {
     "n_plus_one": "warning",
@@ -57,7 +57,14 @@ def site_path(site: list[Any], cwd: Path) -> tuple[str, int]:
         return file, line
 
 
-def analyse(records: list[dict[str, Any]], *, threshold: int, slow_ms: float | None, cwd: Path, include_test_tables: bool = False) -> dict[str, Any]:
+def analyse(
+    records: list[dict[str, Any]],
+    *,
+    threshold: int,
+    slow_ms: float | None,
+    cwd: Path,
+    include_test_tables: bool = False,
+) -> dict[str, Any]:
     findings: list[dict[str, Any]] = []
     statements = sum(int(r.get("statements", 0)) for r in records)
     models: dict[str, str | None] = {}
@@ -68,10 +75,26 @@ def analyse(records: list[dict[str, Any]], *, threshold: int, slow_ms: float | N
         for t, facts in (r.get("tables") or {}).items():
             tables.setdefault(t, facts)
 
-    def finding(rule: str, site: list[Any], message: str, fix: str, stack: list[Any] | None = None, **extra: Any) -> None:
+    def finding(
+        rule: str, site: list[Any], message: str, fix: str, stack: list[Any] | None = None, **extra: Any
+    ) -> None:
         file, line = site_path(site, cwd)
-        callers = ["{}:{}".format(*site_path(f, cwd)) + (f" in {f[2]}" if len(f) > 2 else "") for f in (stack or [])[:3]]
-        findings.append({"rule": rule, "severity": SEVERITY[rule], "file": file, "line": line, "function": str(site[2]) if len(site) > 2 else "", "message": message, "fix": fix, "called_from": callers, **extra})
+        callers = [
+            "{}:{}".format(*site_path(f, cwd)) + (f" in {f[2]}" if len(f) > 2 else "") for f in (stack or [])[:3]
+        ]
+        findings.append(
+            {
+                "rule": rule,
+                "severity": SEVERITY[rule],
+                "file": file,
+                "line": line,
+                "function": str(site[2]) if len(site) > 2 else "",
+                "message": message,
+                "fix": fix,
+                "called_from": callers,
+                **extra,
+            }
+        )
 
     for r in records:
         for agg in r.get("aggregates", []):
@@ -96,24 +119,35 @@ def analyse(records: list[dict[str, Any]], *, threshold: int, slow_ms: float | N
                     if hints:
                         fix = f".options({hints[0]}) on the query that loads the parents, or " + fix
                 finding(
-                    "n_plus_one", site,
+                    "n_plus_one",
+                    site,
                     f"{what} ran {agg['count']} times from this line, up to {agg['max_span_distinct']} times with different parameters on one connection (N+1): {sql}",
-                    fix, stack=agg.get("stack"), count=agg["count"], sql=sql,
+                    fix,
+                    stack=agg.get("stack"),
+                    count=agg["count"],
+                    sql=sql,
                 )
             if kind == "SELECT" and agg.get("max_same_params", 0) >= threshold:
                 finding(
-                    "repeated_identical", site,
+                    "repeated_identical",
+                    site,
                     f"the same query with the same parameters ran {agg['max_same_params']} times on one connection: {sql}",
                     "run it once and reuse the result (hoist it out of the loop, or cache it for the request)",
-                    stack=agg.get("stack"), count=agg["max_same_params"], sql=sql,
+                    stack=agg.get("stack"),
+                    count=agg["max_same_params"],
+                    sql=sql,
                 )
             reads = kind == "SELECT" or (kind in ("UPDATE", "DELETE") and agg.get("has_where", True))
             if slow_ms is not None and agg.get("slow", 0) > 0 and reads:
                 finding(
-                    "slow_query", site,
+                    "slow_query",
+                    site,
                     f"{agg['slow']} of {agg['count']} executions took longer than {slow_ms:g} ms (slowest {agg['max_ms']:.1f} ms): {sql}",
                     "run with --explain to see whether an index is missing; otherwise fetch less (columns, rows) or precompute",
-                    stack=agg.get("stack"), count=agg["slow"], max_ms=round(agg["max_ms"], 1), sql=sql,
+                    stack=agg.get("stack"),
+                    count=agg["slow"],
+                    max_ms=round(agg["max_ms"], 1),
+                    sql=sql,
                 )
 
     test_table_findings = 0
@@ -129,14 +163,32 @@ def analyse(records: list[dict[str, Any]], *, threshold: int, slow_ms: float | N
                 if (tables.get(table) or {}).get("test_only") and not include_test_tables:
                     test_table_findings += 1
                     continue
-                finding(rule, ex["site"], item["message"], item["fix"], stack=ex.get("stack"),
-                        sql=short_sql(ex.get("shape", "")), table=table, column=columns[0], columns=columns,
-                        plan=(ex.get("plan") or [])[:5], test_table=bool((tables.get(table) or {}).get("test_only")))
+                finding(
+                    rule,
+                    ex["site"],
+                    item["message"],
+                    item["fix"],
+                    stack=ex.get("stack"),
+                    sql=short_sql(ex.get("shape", "")),
+                    table=table,
+                    column=columns[0],
+                    columns=columns,
+                    plan=(ex.get("plan") or [])[:5],
+                    test_table=bool((tables.get(table) or {}).get("test_only")),
+                )
     explained = sum(len(r.get("explains") or []) for r in records)
-    return {"statements": statements, "findings": findings, "processes": len(records), "explained": explained, "test_table_findings": test_table_findings}
+    return {
+        "statements": statements,
+        "findings": findings,
+        "processes": len(records),
+        "explained": explained,
+        "test_table_findings": test_table_findings,
+    }
 
 
-def index_findings(record: dict[str, Any], ex: dict[str, Any], tables: dict[str, dict[str, Any]], models: dict[str, str | None]) -> list[dict[str, Any]]:
+def index_findings(
+    record: dict[str, Any], ex: dict[str, Any], tables: dict[str, dict[str, Any]], models: dict[str, str | None]
+) -> list[dict[str, Any]]:
     """At most one finding per table the plan scans while the statement filters it on columns no
     index leads with: unindexed_foreign_key when one of them is a foreign key, else missing_index
     (a composite index for several columns, an expression index for ``lower(col)``)."""
@@ -160,31 +212,49 @@ def index_findings(record: dict[str, Any], ex: dict[str, Any], tables: dict[str,
         fk_cols = sorted({c for t, c in filters + joins if t == table and c in fks and c not in indexed})
         if fk_cols:
             cols = fk_cols
-            out.append({
-                "rule": "unindexed_foreign_key", "table": table, "columns": cols,
-                "message": f"the plan reads all of {table}: foreign key {', '.join(f'{table}.{c} -> {fks[c]}' for c in cols)} is used to filter or join but no index starts with it: {sql}",
-                "fix": f'index it: mapped_column(ForeignKey(...), index=True) on {model}.{cols[0]}, or Index("ix_{table}_{cols[0]}", "{cols[0]}") in __table_args__',
-            })
+            out.append(
+                {
+                    "rule": "unindexed_foreign_key",
+                    "table": table,
+                    "columns": cols,
+                    "message": f"the plan reads all of {table}: foreign key {', '.join(f'{table}.{c} -> {fks[c]}' for c in cols)} is used to filter or join but no index starts with it: {sql}",
+                    "fix": f'index it: mapped_column(ForeignKey(...), index=True) on {model}.{cols[0]}, or Index("ix_{table}_{cols[0]}", "{cols[0]}") in __table_args__',
+                }
+            )
             continue
         if plain:
             cols = list(dict.fromkeys(plain))
             name = "ix_" + table + "_" + "_".join(cols)
             args = ", ".join(f'"{c}"' for c in cols)
-            what = f"on {cols[0]}" if len(cols) == 1 else f"on {', '.join(cols)} (one composite index serves them together)"
-            out.append({
-                "rule": "missing_index", "table": table, "columns": cols,
-                "message": f"the {ex.get('dialect')} plan reads all of {table} to filter {what}: no index could serve it: {sql}",
-                "fix": f'Index("{name}", {args}) in __table_args__ of {model}' + (" (or mapped_column(..., index=True))" if len(cols) == 1 else " (equality columns first)") + ", then a migration",
-            })
+            what = (
+                f"on {cols[0]}"
+                if len(cols) == 1
+                else f"on {', '.join(cols)} (one composite index serves them together)"
+            )
+            out.append(
+                {
+                    "rule": "missing_index",
+                    "table": table,
+                    "columns": cols,
+                    "message": f"the {ex.get('dialect')} plan reads all of {table} to filter {what}: no index could serve it: {sql}",
+                    "fix": f'Index("{name}", {args}) in __table_args__ of {model}'
+                    + (" (or mapped_column(..., index=True))" if len(cols) == 1 else " (equality columns first)")
+                    + ", then a migration",
+                }
+            )
             continue
         expr = [(c, fn) for t, c, fn in exprs if t == table and c not in low]
         if expr:
             c, fn = expr[0]
-            out.append({
-                "rule": "missing_index", "table": table, "columns": [f"{fn}({c})"],
-                "message": f"the {ex.get('dialect')} plan reads all of {table} to filter on {fn}({c}): a plain index on {c} cannot serve an expression: {sql}",
-                "fix": f'an expression index: Index("ix_{table}_{fn}_{c}", func.{fn}({model}.{c})) in __table_args__ (PostgreSQL, SQLite >= 3.9, MySQL >= 8.0.13 functional key parts; MariaDB: an indexed generated column), then a migration',
-            })
+            out.append(
+                {
+                    "rule": "missing_index",
+                    "table": table,
+                    "columns": [f"{fn}({c})"],
+                    "message": f"the {ex.get('dialect')} plan reads all of {table} to filter on {fn}({c}): a plain index on {c} cannot serve an expression: {sql}",
+                    "fix": f'an expression index: Index("ix_{table}_{fn}_{c}", func.{fn}({model}.{c})) in __table_args__ (PostgreSQL, SQLite >= 3.9, MySQL >= 8.0.13 functional key parts; MariaDB: an indexed generated column), then a migration',
+                }
+            )
     return out
 
 

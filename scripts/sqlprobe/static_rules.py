@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from scriptlib import call_kwarg  # noqa: E402
+from scriptlib import call_kwarg
 
 SEVERITY = {
     "lazy_load_in_async": "error",
@@ -50,25 +50,85 @@ SEVERITY = {
 }
 STATIC_RULES = tuple(SEVERITY)
 
-SESSION_METHODS = {"execute", "exec", "scalars", "scalar", "get", "get_one", "stream", "stream_scalars", "refresh", "merge"}
+SESSION_METHODS = {
+    "execute",
+    "exec",
+    "scalars",
+    "scalar",
+    "get",
+    "get_one",
+    "stream",
+    "stream_scalars",
+    "refresh",
+    "merge",
+}
 RESULT_METHODS = {"execute", "exec", "scalars", "stream", "stream_scalars"}
-LOADER_OPTIONS = {"selectinload", "joinedload", "subqueryload", "immediateload", "contains_eager", "lazyload", "raiseload", "defaultload"}
+LOADER_OPTIONS = {
+    "selectinload",
+    "joinedload",
+    "subqueryload",
+    "immediateload",
+    "contains_eager",
+    "lazyload",
+    "raiseload",
+    "defaultload",
+}
 EAGER_LAZY_VALUES = {"selectin", "joined", "subquery", "immediate", "noload", "dynamic", "write_only", "<dynamic>"}
 NOT_A_DB_SESSION = re.compile(r"(backend|store|storage|cache|client|middleware|http|redis|cookie)", re.I)
 SESSIONISH = re.compile(r"(session|^db$|^sess$|^s$|^conn$|^connection$|^uow$)", re.I)
-DDL_HEAD = re.compile(r"\s*(CREATE|DROP|ALTER|TRUNCATE|GRANT|REVOKE|SET|RESET|KILL|VACUUM|ANALYZE|PRAGMA|SAVEPOINT|RELEASE|ROLLBACK TO|LOCK|COMMENT|USE|SHOW|ATTACH|DETACH|REFRESH|REINDEX|CLUSTER|NOTIFY|LISTEN)\b", re.I)
+DDL_HEAD = re.compile(
+    r"\s*(CREATE|DROP|ALTER|TRUNCATE|GRANT|REVOKE|SET|RESET|KILL|VACUUM|ANALYZE|PRAGMA|SAVEPOINT|RELEASE|ROLLBACK TO|LOCK|COMMENT|USE|SHOW|ATTACH|DETACH|REFRESH|REINDEX|CLUSTER|NOTIFY|LISTEN)\b",
+    re.I,
+)
 IGNORE_RE = re.compile(r"#\s*optimize-queries:\s*ignore(?:\[([^\]]*)\])?")
-EXCLUDED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".nox", ".mypy_cache", "site-packages", "build", "dist"}
+EXCLUDED_DIRS = {
+    ".git",
+    ".venv",
+    "venv",
+    "node_modules",
+    "__pycache__",
+    ".tox",
+    ".nox",
+    ".mypy_cache",
+    "site-packages",
+    "build",
+    "dist",
+}
 TEXT_NAMES = {
-    "sqlalchemy.text", "sqlalchemy.sql.text", "sqlalchemy.sql.expression.text", "sqlalchemy.sql.elements.text",
-    "sqlalchemy.sql._elements_constructors.text", "sqlmodel.text", "sqlmodel.sql.expression.text",
+    "sqlalchemy.text",
+    "sqlalchemy.sql.text",
+    "sqlalchemy.sql.expression.text",
+    "sqlalchemy.sql.elements.text",
+    "sqlalchemy.sql._elements_constructors.text",
+    "sqlmodel.text",
+    "sqlmodel.sql.expression.text",
 }
 BATCH_NAME = re.compile(r"batch|chunk|page|partition|slice|window", re.I)
 FIXED_SET_NAME = re.compile(r"table|model|entit|attempt|retr(y|ies)|tries", re.I)
 PAGING_CALLS = {"offset", "slice", "fetch", "in_", "any_", "yield_per", "partitions", "fetchmany"}
-PAGINATED_PARAM = re.compile(r"^(limit|offset|page|page_size|per_page|size|cursor|after|before|pagination|paginator|params|skip|take|first|last)$", re.I)
+PAGINATED_PARAM = re.compile(
+    r"^(limit|offset|page|page_size|per_page|size|cursor|after|before|pagination|paginator|params|skip|take|first|last)$",
+    re.I,
+)
 PAGINATED_ANNOTATION = re.compile(r"Pagination|Paginat|Page|Cursor|Limit|Offset", re.I)
-LIMITING_CALLS = {"limit", "slice", "fetch", "fetchmany", "partitions", "offset", "paginate", "yield_per", "first", "one", "scalar_one", "one_or_none", "scalar_one_or_none", "distinct", "group_by", "in_"}
+LIMITING_CALLS = {
+    "limit",
+    "slice",
+    "fetch",
+    "fetchmany",
+    "partitions",
+    "offset",
+    "paginate",
+    "yield_per",
+    "first",
+    "one",
+    "scalar_one",
+    "one_or_none",
+    "scalar_one_or_none",
+    "distinct",
+    "group_by",
+    "in_",
+}
 LOOP_TYPES = (ast.For, ast.AsyncFor)
 COMP_TYPES = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 SCOPE_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
@@ -94,7 +154,11 @@ class Project:
 
     def finish(self) -> None:
         """After every file is scanned: the relationship names that load lazily, and the collections."""
-        self.lazy_relationships = {n: items for n, items in self.relationships.items() if any((r.lazy or "select") not in EAGER_LAZY_VALUES for r in items)}
+        self.lazy_relationships = {
+            n: items
+            for n, items in self.relationships.items()
+            if any((r.lazy or "select") not in EAGER_LAZY_VALUES for r in items)
+        }
         self.collections = {n for n, items in self.relationships.items() if any(r.collection for r in items)}
 
 
@@ -123,7 +187,11 @@ class Scope:
                     for t in n.targets:
                         if isinstance(t, ast.Name):
                             cached.setdefault(t.id, []).append(n.value)
-                elif isinstance(n, (ast.AnnAssign, ast.AugAssign)) and isinstance(n.target, ast.Name) and n.value is not None:
+                elif (
+                    isinstance(n, (ast.AnnAssign, ast.AugAssign))
+                    and isinstance(n.target, ast.Name)
+                    and n.value is not None
+                ):
                     cached.setdefault(n.target.id, []).append(n.value)
             self._assigned = cached
         return cached
@@ -188,7 +256,9 @@ def called_attrs(exprs: list[ast.AST]) -> set[str]:
 
 def is_session_call(node: ast.AST) -> bool:
     """``await <session>.execute/scalars/exec/get/...(...)``"""
-    if not (isinstance(node, ast.Await) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)):
+    if not (
+        isinstance(node, ast.Await) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)
+    ):
         return False
     func = node.value.func
     if func.attr not in SESSION_METHODS:
@@ -267,7 +337,11 @@ def is_batched_call(node: ast.Await, scope: Scope) -> bool:
     call = node.value
     if not isinstance(call, ast.Call):
         return False
-    if call_name(call) == "merge" and isinstance(call_kwarg(call, "load"), ast.Constant) and not call_kwarg(call, "load").value:  # type: ignore[union-attr]
+    if (
+        call_name(call) == "merge"
+        and isinstance(call_kwarg(call, "load"), ast.Constant)
+        and not call_kwarg(call, "load").value
+    ):  # type: ignore[union-attr]
         return True  # merge(obj, load=False) does not query
     exprs = scope.expanded(call.args[0]) if call.args else []
     for e in exprs:
@@ -282,9 +356,16 @@ def is_batched_call(node: ast.Await, scope: Scope) -> bool:
         for sub in ast.walk(e):
             if isinstance(sub, ast.Name) and re.search(r"batch|chunk", sub.id, re.I):
                 return True  # insert(M).values(batch) flushed once per batch inside a per-row loop
-    if call_name(call) == "execute" and len(call.args) >= 2 and isinstance(call.args[1], (ast.List, ast.ListComp, ast.Name, ast.Subscript)):
+    if (
+        call_name(call) == "execute"
+        and len(call.args) >= 2
+        and isinstance(call.args[1], (ast.List, ast.ListComp, ast.Name, ast.Subscript))
+    ):
         second = call.args[1]
-        return not (isinstance(second, ast.Name) and not re.search(r"s$|rows|items|batch|chunk|records|values|data|params", second.id))
+        return not (
+            isinstance(second, ast.Name)
+            and not re.search(r"s$|rows|items|batch|chunk|records|values|data|params", second.id)
+        )
     return False
 
 
@@ -298,9 +379,41 @@ def annotation_is_collection(annotation: ast.AST | None) -> bool:
 # --------------------------------------------------------------------------- one walk per file
 
 
-LEAVES = frozenset({ast.Name, ast.Constant, ast.Load, ast.Store, ast.Del, ast.alias, ast.Pass, ast.Break, ast.Continue,
-                    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Mod, ast.Eq, ast.NotEq, ast.Lt, ast.Gt, ast.LtE, ast.GtE, ast.Is,
-                    ast.IsNot, ast.In, ast.NotIn, ast.And, ast.Or, ast.Not, ast.USub, ast.BitOr, ast.BitAnd, ast.FloorDiv})
+LEAVES = frozenset(
+    {
+        ast.Name,
+        ast.Constant,
+        ast.Load,
+        ast.Store,
+        ast.Del,
+        ast.alias,
+        ast.Pass,
+        ast.Break,
+        ast.Continue,
+        ast.Add,
+        ast.Sub,
+        ast.Mult,
+        ast.Div,
+        ast.Mod,
+        ast.Eq,
+        ast.NotEq,
+        ast.Lt,
+        ast.Gt,
+        ast.LtE,
+        ast.GtE,
+        ast.Is,
+        ast.IsNot,
+        ast.In,
+        ast.NotIn,
+        ast.And,
+        ast.Or,
+        ast.Not,
+        ast.USub,
+        ast.BitOr,
+        ast.BitAnd,
+        ast.FloorDiv,
+    }
+)
 
 
 def mentions_sessionmaker(annotation: ast.AST) -> bool:
@@ -351,7 +464,12 @@ class Scanner:
             scope.awaits.append((node, loops))  # type: ignore[arg-type]
         elif t in (ast.Assign, ast.AnnAssign, ast.AugAssign):
             scope.binds.append(node)
-            if t is ast.AnnAssign and self.factories_possible and isinstance(node.target, ast.Name) and mentions_sessionmaker(node.annotation):  # type: ignore[attr-defined]
+            if (
+                t is ast.AnnAssign
+                and self.factories_possible
+                and isinstance(node.target, ast.Name)
+                and mentions_sessionmaker(node.annotation)
+            ):  # type: ignore[attr-defined]
                 self.factories.add(node.target.id)  # type: ignore[attr-defined]
             value = node.value  # type: ignore[attr-defined]
             if isinstance(value, ast.Call) and "sessionmaker" in (call_name(value) or "").lower():
@@ -417,7 +535,9 @@ class Scanner:
             if node.level == 0:  # type: ignore[attr-defined]
                 for a in node.names:  # type: ignore[attr-defined]
                     self.imports[a.asname or a.name] = f"{module}.{a.name}"
-            if module.startswith(("sqlalchemy.ext.asyncio", "sqlmodel.ext.asyncio")) or any(a.name == "asyncio" for a in node.names if module in ("sqlalchemy.ext", "sqlmodel.ext")):  # type: ignore[attr-defined]
+            if module.startswith(("sqlalchemy.ext.asyncio", "sqlmodel.ext.asyncio")) or any(
+                a.name == "asyncio" for a in node.names if module in ("sqlalchemy.ext", "sqlmodel.ext")
+            ):  # type: ignore[attr-defined]
                 self.project.is_async = True
             return
         self.walk(node, scope, loops)
@@ -445,7 +565,9 @@ class Scanner:
             collection = annotation_is_collection(annotation)
             if isinstance(uselist, ast.Constant):
                 collection = bool(uselist.value)
-            self.project.relationships.setdefault(target, []).append(Relationship(node.name, target, lazy, collection, stmt.lineno))
+            self.project.relationships.setdefault(target, []).append(
+                Relationship(node.name, target, lazy, collection, stmt.lineno)
+            )
 
     def qualified(self, node: ast.AST) -> str | None:
         """``sqlalchemy.text`` for ``sa.text`` when the file did ``import sqlalchemy as sa``; None when unknown."""
@@ -499,7 +621,14 @@ class FileChecker:
 
     def add(self, rule: str, node: ast.AST, message: str, fix: str) -> None:
         self.findings.append(
-            {"rule": rule, "severity": SEVERITY[rule], "file": self.path, "line": getattr(node, "lineno", 0), "message": message, "fix": fix}
+            {
+                "rule": rule,
+                "severity": SEVERITY[rule],
+                "file": self.path,
+                "line": getattr(node, "lineno", 0),
+                "message": message,
+                "fix": fix,
+            }
         )
 
     def run(self) -> list[dict[str, Any]]:
@@ -526,7 +655,9 @@ class FileChecker:
         for node in self.scan.calls:
             if call_name(node) == "declarative_base":
                 self.add(
-                    "legacy_declarative_base", node, "declarative_base() is the legacy 1.x API (MovedIn20Warning in 2.x)",
+                    "legacy_declarative_base",
+                    node,
+                    "declarative_base() is the legacy 1.x API (MovedIn20Warning in 2.x)",
                     "class Base(AsyncAttrs, DeclarativeBase): ... (see templates/base_model.py)",
                 )
 
@@ -537,16 +668,20 @@ class FileChecker:
             name = call_name(node)
             if name == "relationship":
                 missing = call_kwarg(node, "lazy") is None and id(node) not in self.project.implicit_lazy
-            elif name == "Relationship" and (self.scan.qualified(node.func) or "sqlmodel.Relationship").startswith("sqlmodel"):
+            elif name == "Relationship" and (self.scan.qualified(node.func) or "sqlmodel.Relationship").startswith(
+                "sqlmodel"
+            ):
                 missing = sqlmodel_lazy(node) is None and id(node) not in self.project.implicit_lazy
             else:
                 continue
             if missing:
                 sqlmodel = name == "Relationship"
                 self.add(
-                    "relationship_without_lazy", node,
+                    "relationship_without_lazy",
+                    node,
                     f"{name}() without lazy=: the default lazy='select' loads on attribute access, which in async code raises MissingGreenlet",
-                    'Relationship(..., sa_relationship_kwargs={"lazy": "raise"}) and load it with selectinload()' if sqlmodel
+                    'Relationship(..., sa_relationship_kwargs={"lazy": "raise"}) and load it with selectinload()'
+                    if sqlmodel
                     else 'relationship(..., lazy="raise") and load it with selectinload()/joinedload(), or lazy="selectin" when it is always needed',
                 )
 
@@ -556,7 +691,8 @@ class FileChecker:
                 pool = call_kwarg(node, "poolclass")
                 if pool is not None and terminal_name(pool) in ("QueuePool", "SingletonThreadPool"):
                     self.add(
-                        "queuepool_on_async_engine", node,
+                        "queuepool_on_async_engine",
+                        node,
                         f"{terminal_name(pool)} is not asyncio-compatible: create_async_engine() rejects it",
                         "drop poolclass (the default AsyncAdaptedQueuePool pools) or use poolclass=NullPool behind an external pooler",
                     )
@@ -597,7 +733,8 @@ class FileChecker:
             if not sessions or (name == "gather" and awaitables < 2):
                 continue
             self.add(
-                "session_shared_across_tasks", node,
+                "session_shared_across_tasks",
+                node,
                 f"one AsyncSession ({sessions[0]}) is used by concurrent tasks via {name}(): a session is not safe for concurrent use",
                 "give each task its own session: pass the sessionmaker and `async with sessionmaker() as session:` inside the task",
             )
@@ -610,7 +747,9 @@ class FileChecker:
             if (is_session_call(node) or is_awaitable_attr(node)) and not is_batched_call(node, scope):
                 what = ast.unparse(node)[:80]
                 self.add(
-                    "query_in_loop", node, f"query inside a loop ({what}): one round trip per item (N+1)",
+                    "query_in_loop",
+                    node,
+                    f"query inside a loop ({what}): one round trip per item (N+1)",
                     "load everything before the loop in one query: .where(Model.key.in_(keys)), or eager-load with selectinload(Parent.children)",
                 )
 
@@ -646,10 +785,35 @@ class FileChecker:
                 method = value.value.func.attr  # type: ignore[attr-defined]
                 return "objects" if method in ("get", "get_one", "scalar", "merge") else "result"
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
-                if value.func.attr in ("all", "first", "one", "one_or_none", "scalar", "scalar_one", "scalar_one_or_none", "unique", "scalars", "fetchall"):
+                if value.func.attr in (
+                    "all",
+                    "first",
+                    "one",
+                    "one_or_none",
+                    "scalar",
+                    "scalar_one",
+                    "scalar_one_or_none",
+                    "unique",
+                    "scalars",
+                    "fetchall",
+                ):
                     inner = from_query(value.func.value)
                     if inner:
-                        return "objects" if value.func.attr in ("all", "first", "one", "one_or_none", "scalar_one", "scalar_one_or_none", "scalar", "fetchall") else "result"
+                        return (
+                            "objects"
+                            if value.func.attr
+                            in (
+                                "all",
+                                "first",
+                                "one",
+                                "one_or_none",
+                                "scalar_one",
+                                "scalar_one_or_none",
+                                "scalar",
+                                "fetchall",
+                            )
+                            else "result"
+                        )
             if isinstance(value, ast.Call) and call_name(value) in ("list", "tuple", "sorted") and value.args:
                 return "objects" if from_query(value.args[0]) else None
             return None
@@ -685,7 +849,8 @@ class FileChecker:
                 reported.add((owner_name, node.attr))
                 owner = rels[node.attr][0].cls
                 self.add(
-                    "lazy_load_in_async", node,
+                    "lazy_load_in_async",
+                    node,
                     f"{owner_name}.{node.attr} reads relationship {owner}.{node.attr}, which the query did not eager-load (MissingGreenlet, or an error with lazy='raise')",
                     f".options(selectinload({owner}.{node.attr})) on the query, or `await session.refresh({owner_name}, [\"{node.attr}\"])` for a single object (awaitable_attrs fails on lazy='raise')",
                 )
@@ -693,8 +858,12 @@ class FileChecker:
     # -- joinedload on a collection needs Result.unique()
     def joinedload_collection_without_unique(self, scope: Scope, collections: set[str]) -> None:
         hits = [
-            node for node, _ in scope.calls
-            if call_name(node) == "joinedload" and node.args and isinstance(node.args[0], ast.Attribute) and node.args[0].attr in collections
+            node
+            for node, _ in scope.calls
+            if call_name(node) == "joinedload"
+            and node.args
+            and isinstance(node.args[0], ast.Attribute)
+            and node.args[0].attr in collections
         ]
         if not hits or any(call_name(node) == "unique" for node, _ in scope.calls):
             return
@@ -704,7 +873,11 @@ class FileChecker:
         executed: set[int] = set()
         for node, _ in scope.awaits:
             call = node.value
-            if not (is_session_call(node) and isinstance(call, ast.Call) and call.func.attr in ("execute", "exec", "scalars", "scalar", "stream", "stream_scalars")):  # type: ignore[attr-defined]
+            if not (
+                is_session_call(node)
+                and isinstance(call, ast.Call)
+                and call.func.attr in ("execute", "exec", "scalars", "scalar", "stream", "stream_scalars")
+            ):  # type: ignore[attr-defined]
                 continue
             for expr in scope.expanded(call.args[0]) if call.args else []:
                 for sub in ast.walk(expr):
@@ -715,7 +888,8 @@ class FileChecker:
                 continue
             attr = ast.unparse(node.args[0])
             self.add(
-                "joinedload_collection_without_unique", node,
+                "joinedload_collection_without_unique",
+                node,
                 f"joinedload({attr}) joins a collection: rows repeat per child and SQLAlchemy 2.x refuses the result without .unique()",
                 "call .unique() on the result: (await session.scalars(stmt)).unique().all(), or use selectinload() for collections",
             )
@@ -732,20 +906,30 @@ class FileChecker:
                     if isinstance(t, ast.Name):
                         formatted.setdefault(t.id, []).append((n.lineno, is_formatted(n.value, formatted, n.lineno)))
             elif isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name) and isinstance(n.op, ast.Add):
-                formatted.setdefault(n.target.id, []).append((n.lineno, is_formatted(n.value, formatted, n.lineno) or latest(formatted, n.target.id, n.lineno)))
+                formatted.setdefault(n.target.id, []).append(
+                    (n.lineno, is_formatted(n.value, formatted, n.lineno) or latest(formatted, n.target.id, n.lineno))
+                )
         for n in text_calls:
             if is_formatted(n.args[0], formatted, n.lineno):
                 self.add(
-                    "text_with_fstring", n, "SQL built by string formatting inside text(): values become SQL (injection, no statement cache)",
+                    "text_with_fstring",
+                    n,
+                    "SQL built by string formatting inside text(): values become SQL (injection, no statement cache)",
                     'use bound parameters: text("... WHERE id = :id") and pass {"id": value} to execute(); identifiers from a fixed allow-list',
                 )
 
     # -- insert(...).values(list)
     def values_list_bulk_insert(self, scope: Scope) -> None:
-        candidates = [n for n, _ in scope.calls if isinstance(n.func, ast.Attribute) and n.func.attr == "values" and n.args]
+        candidates = [
+            n for n, _ in scope.calls if isinstance(n.func, ast.Attribute) and n.func.attr == "values" and n.args
+        ]
         if not candidates:
             return
-        lists = {name for name, values in scope.assigned().items() if any(isinstance(v, (ast.List, ast.ListComp)) for v in values)}
+        lists = {
+            name
+            for name, values in scope.assigned().items()
+            if any(isinstance(v, (ast.List, ast.ListComp)) for v in values)
+        }
         for n in candidates:
             base = n.func.value  # type: ignore[attr-defined]
             while isinstance(base, ast.Call) and isinstance(base.func, ast.Attribute):
@@ -757,7 +941,8 @@ class FileChecker:
                 continue  # a batch the code bounds itself
             if isinstance(arg, (ast.List, ast.ListComp)) or (isinstance(arg, ast.Name) and arg.id in lists):
                 self.add(
-                    "values_list_bulk_insert", n,
+                    "values_list_bulk_insert",
+                    n,
                     "insert(...).values(list) renders one statement with a bind parameter per value: hits the backend's parameter limit and skips batching",
                     "await session.execute(insert(Model), rows)  # executemany / insertmanyvalues, batched by SQLAlchemy",
                 )
@@ -771,8 +956,9 @@ class FileChecker:
         for n, _ in scope.calls:
             if call_name(n) == "commit" and n.lineno > first_yield:
                 self.add(
-                    "commit_after_yield", n,
-                    f"dependency {fn.name}() commits after yield but is used as Depends({fn.name}) without scope=\"function\": the response is sent before the commit, so a failed commit is lost",  # type: ignore[union-attr]
+                    "commit_after_yield",
+                    n,
+                    f'dependency {fn.name}() commits after yield but is used as Depends({fn.name}) without scope="function": the response is sent before the commit, so a failed commit is lost',  # type: ignore[union-attr]
                     f'Depends({fn.name}, scope="function") (FastAPI >= 0.121), or commit inside the endpoint',  # type: ignore[union-attr]
                 )
                 return
@@ -780,10 +966,17 @@ class FileChecker:
     # -- list endpoints without a limit
     def unbounded_list_query(self, scope: Scope) -> None:
         fn = scope.node
-        if not any(isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "get" for d in fn.decorator_list):  # type: ignore[union-attr]
+        if not any(
+            isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "get"
+            for d in fn.decorator_list
+        ):  # type: ignore[union-attr]
             return
         args = fn.args.args + fn.args.kwonlyargs  # type: ignore[union-attr]
-        if any(PAGINATED_PARAM.match(a.arg) or (a.annotation is not None and PAGINATED_ANNOTATION.search(ast.unparse(a.annotation))) for a in args):
+        if any(
+            PAGINATED_PARAM.match(a.arg)
+            or (a.annotation is not None and PAGINATED_ANNOTATION.search(ast.unparse(a.annotation)))
+            for a in args
+        ):
             return  # the endpoint paginates (limit/page/cursor parameters or a pagination dependency)
         names = {call_name(n) for n, _ in scope.calls}
         if names & {"limit", "slice", "fetch", "fetchmany", "partitions", "offset", "paginate"}:
@@ -797,7 +990,8 @@ class FileChecker:
             if called_attrs(scope.expanded(query)) & LIMITING_CALLS:
                 continue  # IN (<ids>), DISTINCT / GROUP BY of a few values, one row
             self.add(
-                "unbounded_list_query", n,
+                "unbounded_list_query",
+                n,
                 f"list endpoint {fn.name}() returns .all() with no LIMIT: response size and memory grow with the table",  # type: ignore[union-attr]
                 "take a bounded limit and a keyset cursor (limit: int = Query(50, ge=1, le=200); WHERE (created_at, id) > cursor) and apply .limit(limit)",
             )
@@ -811,7 +1005,11 @@ class FileChecker:
             if is_session_call(node) and node.value.func.attr in RESULT_METHODS and node.value.args:  # type: ignore[attr-defined]
                 return node.value.args[0]  # type: ignore[attr-defined]
             return None
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("scalars", "unique", "mappings", "tuples"):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("scalars", "unique", "mappings", "tuples")
+        ):
             return self.query_behind(node.func.value, scope, depth + 1)
         if isinstance(node, ast.Name):
             for value in scope.assigned().get(node.id, [])[-1:]:
@@ -828,8 +1026,13 @@ def latest(formatted: dict[str, list[tuple[int, bool]]], name: str, line: int) -
     return state
 
 
-IDENTIFIER_NAME = re.compile(r"(table|schema|column|index|constraint|sequence|seq|database|db|relation|view|type)(_?names?)?s?$|^(tbl|col|idx|ident)", re.I)
-FRAGMENT_NAME = re.compile(r"(where|clause|condition|filter|order|sql|query|stmt|columns|cols|fields|placeholders|binds|params|set_)", re.I)
+IDENTIFIER_NAME = re.compile(
+    r"(table|schema|column|index|constraint|sequence|seq|database|db|relation|view|type)(_?names?)?s?$|^(tbl|col|idx|ident)",
+    re.I,
+)
+FRAGMENT_NAME = re.compile(
+    r"(where|clause|condition|filter|order|sql|query|stmt|columns|cols|fields|placeholders|binds|params|set_)", re.I
+)
 VALUE_BEFORE = re.compile(r"(?:[=<>]|\bLIKE|\bIN\s*\(|\bVALUES\s*\(|\bBETWEEN)\s*$", re.I)
 
 
@@ -839,11 +1042,18 @@ def interpolation_is_value(before: str, expr: ast.AST | None) -> bool:
     (``FROM {table}``), SQL fragments built by the code (``WHERE {where}``) and names that say they
     hold an identifier (``table_name``, ``schema``) are not values: they cannot be bound parameters."""
     name = None
-    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name) and expr.value.id in ("self", "cls") and expr.attr in ("value", "name"):
+    if (
+        isinstance(expr, ast.Attribute)
+        and isinstance(expr.value, ast.Name)
+        and expr.value.id in ("self", "cls")
+        and expr.attr in ("value", "name")
+    ):
         return False  # an Enum member's own value: written in the code
     if expr is not None:
         inner = expr.func if isinstance(expr, ast.Call) else expr
-        name = terminal_name(inner.value if isinstance(inner, ast.Attribute) and inner.attr in ("value", "name") else inner)
+        name = terminal_name(
+            inner.value if isinstance(inner, ast.Attribute) and inner.attr in ("value", "name") else inner
+        )
     if name and (IDENTIFIER_NAME.search(name) or FRAGMENT_NAME.search(name) or (name.isupper() and len(name) > 1)):
         return False
     if before.count("'") % 2 == 1:
@@ -893,7 +1103,11 @@ def is_formatted(value: ast.AST, formatted: dict[str, list[tuple[int, bool]]], l
             return is_formatted(left, formatted, line)
         text = const_str(left)
         if text is not None:
-            return not DDL_HEAD.match(text) and not isinstance(value.right, ast.Constant) and interpolation_is_value(text, value.right)
+            return (
+                not DDL_HEAD.match(text)
+                and not isinstance(value.right, ast.Constant)
+                and interpolation_is_value(text, value.right)
+            )
         if isinstance(left, ast.Name):
             return latest(formatted, left.id, line)
         return False
@@ -911,12 +1125,28 @@ def is_formatted(value: ast.AST, formatted: dict[str, list[tuple[int, bool]]], l
 
 # Syntax newer than the running interpreter, recognised in a file it cannot parse: (version, what, pattern)
 NEWER_SYNTAX = [
-    ((3, 14), "except A, B: without parentheses (PEP 758)", re.compile(r"^\s*except\*?\s+[\w.]+\s*,\s*[\w.]+[^:]*:", re.M)),
-    ((3, 14), "template strings t\"...\" (PEP 750)", re.compile(r"(?<![\w\"'])[tT][rR]?[\"']")),
+    (
+        (3, 14),
+        "except A, B: without parentheses (PEP 758)",
+        re.compile(r"^\s*except\*?\s+[\w.]+\s*,\s*[\w.]+[^:]*:", re.M),
+    ),
+    ((3, 14), 'template strings t"..." (PEP 750)', re.compile(r"(?<![\w\"'])[tT][rR]?[\"']")),
     ((3, 13), "type parameter defaults (PEP 696)", re.compile(r"^\s*(?:def|class)\s+\w+\[[^\]]*=", re.M)),
-    ((3, 12), "type statements / generic syntax (PEP 695)", re.compile(r"^\s*(?:type\s+\w+(?:\[[^\]]*\])?\s*=|(?:async\s+)?def\s+\w+\[|class\s+\w+\[)", re.M)),
-    ((3, 12), "f-strings reusing their quotes or nesting (PEP 701)", re.compile(r"f\"[^\"\n]*\{[^}\n]*\"[^\n]*\}|f'[^'\n]*\{[^}\n]*'[^\n]*\}")),
-    ((3, 12), "f-string replacement fields across lines (PEP 701)", re.compile(r"(?<![\w\"'])[fF][rR]?(\"|')[^\"'\n]*\{[^}\"'\n]*$", re.M)),
+    (
+        (3, 12),
+        "type statements / generic syntax (PEP 695)",
+        re.compile(r"^\s*(?:type\s+\w+(?:\[[^\]]*\])?\s*=|(?:async\s+)?def\s+\w+\[|class\s+\w+\[)", re.M),
+    ),
+    (
+        (3, 12),
+        "f-strings reusing their quotes or nesting (PEP 701)",
+        re.compile(r"f\"[^\"\n]*\{[^}\n]*\"[^\n]*\}|f'[^'\n]*\{[^}\n]*'[^\n]*\}"),
+    ),
+    (
+        (3, 12),
+        "f-string replacement fields across lines (PEP 701)",
+        re.compile(r"(?<![\w\"'])[fF][rR]?(\"|')[^\"'\n]*\{[^}\"'\n]*$", re.M),
+    ),
     ((3, 11), "except* (PEP 654)", re.compile(r"^\s*except\s*\*", re.M)),
     ((3, 10), "match statements (PEP 634)", re.compile(r"^\s*match\s+[^=\n]+:\s*$", re.M)),
 ]
@@ -966,7 +1196,9 @@ def iter_python_files(paths: list[str]) -> tuple[list[Path], list[str]]:
 
 # A file none of these bytes occur in cannot give a finding (every rule needs one of them): it is
 # parsed (a file that does not parse is reported) but not walked.
-RELEVANT = re.compile(rb"await|sqlalchemy|sqlmodel|joinedload|insert|Depends|gather|create_task|ensure_future|start_soon|[rR]elationship|create_async_engine|declarative_base")
+RELEVANT = re.compile(
+    rb"await|sqlalchemy|sqlmodel|joinedload|insert|Depends|gather|create_task|ensure_future|start_soon|[rR]elationship|create_async_engine|declarative_base"
+)
 
 
 def read_tree(path: Path) -> tuple[ast.Module | None, bytes, dict[str, str] | None]:
@@ -985,7 +1217,15 @@ def read_tree(path: Path) -> tuple[ast.Module | None, bytes, dict[str, str] | No
             version, what = newer
             needs = ".".join(map(str, version))
             here = ".".join(map(str, sys.version_info[:2]))
-            return None, raw, {"kind": "needs_newer_python", "needs_python": needs, "reason": f"needs Python >= {needs} ({what}); running {here}: {where}"}
+            return (
+                None,
+                raw,
+                {
+                    "kind": "needs_newer_python",
+                    "needs_python": needs,
+                    "reason": f"needs Python >= {needs} ({what}); running {here}: {where}",
+                },
+            )
         return None, raw, {"kind": "syntax_error", "reason": f"SyntaxError at {where}"}
     except (ValueError, UnicodeDecodeError) as exc:  # null bytes, a bad encoding declaration
         return None, raw, {"kind": "undecodable", "reason": f"{type(exc).__name__}: {exc}"[:200]}

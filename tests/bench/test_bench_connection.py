@@ -59,9 +59,14 @@ def test_overshoot_past_the_deadline(scheme: str, silent_port: int) -> None:
     for _ in range(5):
         done = subprocess.run(
             ["bash", str(SCRIPT), f"{scheme}://u:p@127.0.0.1:{silent_port}/db", "--json", "--timeout", str(TIMEOUT)],
-            env=env, capture_output=True, text=True, timeout=120,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         overshoot.append(json.loads(done.stdout)["elapsed_ms"] - TIMEOUT * 1000)
-    print(f"\ntest-connection {scheme} silent server, --timeout {TIMEOUT}: answered "
-          f"{statistics.median(overshoot):+.0f} ms from the deadline (median of 5; min {min(overshoot):+.0f}, "
-          f"max {max(overshoot):+.0f})")
+    print(
+        f"\ntest-connection {scheme} silent server, --timeout {TIMEOUT}: answered "
+        f"{statistics.median(overshoot):+.0f} ms from the deadline (median of 5; min {min(overshoot):+.0f}, "
+        f"max {max(overshoot):+.0f})"
+    )

@@ -31,7 +31,9 @@ def run_once(prefix: list[str], url: str | None) -> tuple[float, float]:
     if url:
         env["DATABASE_URL"] = url
     started = time.perf_counter()
-    proc = subprocess.run([*prefix, sys.executable, str(WORKLOAD)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*prefix, sys.executable, str(WORKLOAD)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     wall = time.perf_counter() - started
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert lines, f"workload failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
@@ -80,17 +82,35 @@ def test_runtime_corpus_precision_recall(backend: str, server_url: str, tmp_path
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         if url:
             env["DATABASE_URL"] = url
-        subprocess.run(["bash", str(SCRIPT), "--report", str(report), "--", sys.executable, str(app)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        found = {(f["rule"], f["line"]) for f in json.loads(report.read_text())["findings"] if f["file"] == f"tests/corpus/{app.name}"}
+        subprocess.run(
+            ["bash", str(SCRIPT), "--report", str(report), "--", sys.executable, str(app)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        found = {
+            (f["rule"], f["line"])
+            for f in json.loads(report.read_text())["findings"]
+            if f["file"] == f"tests/corpus/{app.name}"
+        }
         rules = {f["rule"] for f in json.loads(report.read_text())["findings"]}
-        marked = {(rule, line) for (mode, rule), lines in exp["lines"].items() if mode == "runtime" and rule in wanted for line in lines}
+        marked = {
+            (rule, line)
+            for (mode, rule), lines in exp["lines"].items()
+            if mode == "runtime" and rule in wanted
+            for line in lines
+        }
         tp += len(found & marked)
         fn += len(marked - found)
         extra = rules - wanted
         fp += len(extra)
         if extra or marked - found:
             wrong.append(f"{app.stem}: extra {sorted(extra)}, missed {sorted(marked - found)}")
-    print(f"\noptimize-queries runtime on the corpus ({len(APPS)} apps, {backend}, default flags): "
-          f"precision {tp / max(1, tp + fp):.2f} ({tp}/{tp + fp}), recall {tp / max(1, tp + fn):.2f} ({tp}/{tp + fn})")
+    print(
+        f"\noptimize-queries runtime on the corpus ({len(APPS)} apps, {backend}, default flags): "
+        f"precision {tp / max(1, tp + fp):.2f} ({tp}/{tp + fp}), recall {tp / max(1, tp + fn):.2f} ({tp}/{tp + fn})"
+    )
     for line in wrong:
         print("  " + line)

@@ -52,8 +52,15 @@ def need_private_servers(*, pgbouncer: bool = False) -> None:
 
 
 def run_workers(python: str, url_template: str, variant: str, requests: int, budget: float) -> list[dict[str, Any]]:
-    procs = [subprocess.Popen([python, str(SCENARIOS), url_template, variant, "load", str(requests)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [python, str(SCENARIOS), url_template, variant, "load", str(requests)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = []
     for proc in procs:
         try:
@@ -76,8 +83,10 @@ def summarise(results: list[dict[str, Any]]) -> str:
             continue
         errors = sorted(r["errors"].items(), key=lambda kv: -kv[1])
         top = "; ".join(f"{n} x {msg[:90]}" for msg, n in errors[:2])
-        parts.append(f"{r['ok']} ok, {r['wrong']} wrong, {sum(r['errors'].values())} errors"
-                     f"{' (' + top + ')' if top else ''}, {r['connects']} client connections, {r['seconds']:.1f} s")
+        parts.append(
+            f"{r['ok']} ok, {r['wrong']} wrong, {sum(r['errors'].values())} errors"
+            f"{' (' + top + ')' if top else ''}, {r['connects']} client connections, {r['seconds']:.1f} s"
+        )
     return " | ".join(parts)
 
 
@@ -92,8 +101,12 @@ def test_pgbouncer_prepared_statement_variants() -> None:
         asyncio.run(create_load_table(server.url()))
         print(f"\nPgBouncer transaction mode, default_pool_size 2, 2 worker processes x {requests} mixed requests:")
         for python in pythons:
-            version = subprocess.run([python, "-c", "import asyncpg; print(asyncpg.__version__)"],
-                                     capture_output=True, text=True, check=False).stdout.strip()
+            version = subprocess.run(
+                [python, "-c", "import asyncpg; print(asyncpg.__version__)"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
             for variant in VARIANTS:
                 bouncer = PgBouncer(server, pool_mode="transaction", default_pool_size=2)
                 try:
@@ -130,9 +143,11 @@ def test_read_after_write_on_a_streaming_standby() -> None:
                 print(f"\nrouted app path, 4 writers, 3 background writers: {report.summary()}")
                 for mode in ("on", "remote_apply"):
                     misses, commits = await tight_reads(pair, mode, rounds=1000)
-                    print(f"tightest read (held replica connection, straight after COMMIT), synchronous_commit "
-                          f"{mode}: {misses} of 1000 missed; commit median {statistics.median(commits):.2f} ms, "
-                          f"p95 {sorted(commits)[949]:.2f} ms")
+                    print(
+                        f"tightest read (held replica connection, straight after COMMIT), synchronous_commit "
+                        f"{mode}: {misses} of 1000 missed; commit median {statistics.median(commits):.2f} ms, "
+                        f"p95 {sorted(commits)[949]:.2f} ms"
+                    )
 
         asyncio.run(measure())
     finally:
@@ -149,8 +164,7 @@ async def tight_reads(pair: Any, mode: str, rounds: int) -> tuple[int, list[floa
     if mode == "remote_apply":  # needs the standby listed as synchronous; '*' = any standby
         await asyncio.to_thread(pair.primary_server.psql, "ALTER SYSTEM SET synchronous_standby_names = '*'")
         await asyncio.to_thread(pair.primary_server.psql, "SELECT pg_reload_conf()")
-        await asyncio.to_thread(pair.primary_server.wait_for,
-                                "SELECT sync_state FROM pg_stat_replication", "sync", 30)
+        await asyncio.to_thread(pair.primary_server.wait_for, "SELECT sync_state FROM pg_stat_replication", "sync", 30)
     misses, commits = 0, []
     try:
         async with pair.primary.connect() as writer, pair.replica_admin.connect() as reader:
@@ -181,13 +195,22 @@ async def test_workers_migrating_without_a_lock(server_url: str, backend: str, t
     from worker_support import run_workers as run_uvicorn
 
     ini = alembic_project(tmp_path / "project")
-    for app, label in (("naive_migrate_app:create_app", "without the lock"),
-                       ("examples.migrations:create_app", "with migrate_at_startup")):
+    for app, label in (
+        ("naive_migrate_app:create_app", "without the lock"),
+        ("examples.migrations:create_app", "with migrate_at_startup"),
+    ):
         async with app_database(server_url) as db:
             stdout, stderr, code = await asyncio.to_thread(run_uvicorn, app, db.url, ini, tmp_path, RELIABILITY)
             rows, tables = await version_rows(db.url)
         crashed = stderr.count("Application startup failed")
-        errors = sorted({line.split(":")[0] + ": " + line.split(")")[-1].strip()[:90]
-                         for line in stderr.splitlines() if line.startswith("sqlalchemy.exc.")})
-        print(f"\n{WORKERS} uvicorn workers migrating at start-up {label}: {crashed} failed at start-up "
-              f"{errors}; alembic_version rows {rows}; tables {tables}")
+        errors = sorted(
+            {
+                line.split(":")[0] + ": " + line.split(")")[-1].strip()[:90]
+                for line in stderr.splitlines()
+                if line.startswith("sqlalchemy.exc.")
+            }
+        )
+        print(
+            f"\n{WORKERS} uvicorn workers migrating at start-up {label}: {crashed} failed at start-up "
+            f"{errors}; alembic_version rows {rows}; tables {tables}"
+        )

@@ -124,8 +124,12 @@ def describe(exc: BaseException) -> dict[str, str | None]:
     sqlstate = getattr(orig, "sqlstate", None)
     # asyncpg's own exception is the adapter error's __cause__; its hint is not in str(exc) on 2.1.
     hint = getattr(getattr(orig, "__cause__", None), "hint", None)
-    return {"type": type(exc).__name__, "sqlstate": sqlstate if isinstance(sqlstate, str) else None,
-            "error": str(exc), "hint": hint if isinstance(hint, str) else None}
+    return {
+        "type": type(exc).__name__,
+        "sqlstate": sqlstate if isinstance(sqlstate, str) else None,
+        "error": str(exc),
+        "hint": hint if isinstance(hint, str) else None,
+    }
 
 
 # Three different statements with different parameters and result shapes: a statement executed
@@ -247,7 +251,8 @@ async def mixed_load(engine: AsyncEngine, requests: int, concurrency: int = 8) -
                 async with sessions() as session, session.begin():
                     if kind == 0 or not ids:
                         new_id = await session.scalar(
-                            insert(load_items).values(worker=worker, n=i).returning(load_items.c.id))
+                            insert(load_items).values(worker=worker, n=i).returning(load_items.c.id)
+                        )
                         ids.append(int(new_id))
                         right = new_id is not None
                     elif kind == 1:
@@ -332,8 +337,9 @@ async def leftover_statements(url: str, server_connections: int) -> dict[int, in
 
     async def look() -> None:
         async with engine.connect() as conn:
-            pid, count = (await conn.execute(text(
-                "SELECT pg_backend_pid(), (SELECT count(*) FROM pg_prepared_statements)"))).one()
+            pid, count = (
+                await conn.execute(text("SELECT pg_backend_pid(), (SELECT count(*) FROM pg_prepared_statements)"))
+            ).one()
             seen[int(pid)] = int(count)
             nonlocal looked
             looked += 1

@@ -43,8 +43,10 @@ def require_tools(*, need_pgbouncer: bool = False, mariadb: bool = False) -> Non
     var = "TEST_MYSQL_URL" if mariadb else "TEST_POSTGRES_URL"
     reason: str | None = None
     if not os.environ.get(var):
-        reason = (f"{'mysql' if mariadb else 'postgresql'} reliability tests skipped: set {var} to enable them "
-                  "(they also start a private server of their own, which needs the server binaries)")
+        reason = (
+            f"{'mysql' if mariadb else 'postgresql'} reliability tests skipped: set {var} to enable them "
+            "(they also start a private server of their own, which needs the server binaries)"
+        )
     else:
         reason = missing_mariadb_reason() if mariadb else missing_tools_reason(need_pgbouncer=need_pgbouncer)
     if reason:

@@ -83,8 +83,11 @@ def main(url: str, mode: str) -> dict[str, Any]:
     alive = asyncio.run(parent_alive())
     logged = log.read_text(errors="replace")
     log.unlink()
-    return {"workers": workers, "parent_connection_alive": alive,
-            "close_errors_logged": "Exception closing connection" in logged or "Exception terminating" in logged}
+    return {
+        "workers": workers,
+        "parent_connection_alive": alive,
+        "close_errors_logged": "Exception closing connection" in logged or "Exception terminating" in logged,
+    }
 
 
 if __name__ == "__main__":

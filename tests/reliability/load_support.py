@@ -63,8 +63,9 @@ async def app_database(server_url: str) -> AsyncIterator[AppDatabase]:
     backend = base.get_backend_name()
     if backend != "postgresql":
         async with scratch_url(server_url) as (url, connect_args):
-            yield AppDatabase(backend, url.render_as_string(hide_password=False), connect_args, server_url,
-                              url.database or "")
+            yield AppDatabase(
+                backend, url.render_as_string(hide_password=False), connect_args, server_url, url.database or ""
+            )
         return
     name = f"asp_rel_{secrets.token_hex(4)}"
     admin = create_async_engine(base, poolclass=NullPool, isolation_level="AUTOCOMMIT")
@@ -72,8 +73,9 @@ async def app_database(server_url: str) -> AsyncIterator[AppDatabase]:
         async with admin.connect() as conn:
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
         try:
-            yield AppDatabase(backend, base.set(database=name).render_as_string(hide_password=False), {},
-                              server_url, name)
+            yield AppDatabase(
+                backend, base.set(database=name).render_as_string(hide_password=False), {}, server_url, name
+            )
         finally:
             async with admin.connect() as conn:
                 await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -88,12 +90,20 @@ async def server_connections(db: AppDatabase) -> dict[str, int]:
         async with admin.connect() as conn:
             if db.backend == "postgresql":
                 rows = await conn.execute(
-                    text("SELECT coalesce(state, '?'), count(*) FROM pg_stat_activity "
-                         "WHERE datname = :db AND pid <> pg_backend_pid() GROUP BY 1"), {"db": db.name})
+                    text(
+                        "SELECT coalesce(state, '?'), count(*) FROM pg_stat_activity "
+                        "WHERE datname = :db AND pid <> pg_backend_pid() GROUP BY 1"
+                    ),
+                    {"db": db.name},
+                )
             else:
                 rows = await conn.execute(
-                    text("SELECT command, count(*) FROM information_schema.processlist "
-                         "WHERE db = :db AND id <> connection_id() GROUP BY 1"), {"db": db.name})
+                    text(
+                        "SELECT command, count(*) FROM information_schema.processlist "
+                        "WHERE db = :db AND id <> connection_id() GROUP BY 1"
+                    ),
+                    {"db": db.name},
+                )
             return {str(state): int(n) for state, n in rows}
     finally:
         await admin.dispose()
@@ -106,18 +116,29 @@ async def kill_connections(db: AppDatabase) -> int:
         async with admin.connect() as conn:
             if db.backend == "postgresql":
                 rows = await conn.execute(
-                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": db.name})
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :db AND pid <> pg_backend_pid()"
+                    ),
+                    {"db": db.name},
+                )
                 return sum(1 for (ok,) in rows if ok)
-            ids = (await conn.execute(
-                text("SELECT id FROM information_schema.processlist WHERE db = :db AND id <> connection_id()"),
-                {"db": db.name})).scalars().all()
+            ids = (
+                (
+                    await conn.execute(
+                        text("SELECT id FROM information_schema.processlist WHERE db = :db AND id <> connection_id()"),
+                        {"db": db.name},
+                    )
+                )
+                .scalars()
+                .all()
+            )
             killed = 0
             for conn_id in ids:
                 try:
                     await conn.execute(text(f"KILL {int(conn_id)}"))
                     killed += 1
-                except Exception:  # noqa: BLE001 - it ended on its own between SELECT and KILL
+                except Exception:
                     pass
             await conn.commit()
             return killed
@@ -188,19 +209,35 @@ async def create_with_timeout(body: SlowIn, session: SessionDep) -> dict[str, st
     return {"id": str(user.id)}
 
 
-def example_app(db: AppDatabase, *, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 30.0,
-                routers: tuple[APIRouter, ...] = (), from_env: bool = False) -> FastAPI:
+def example_app(
+    db: AppDatabase,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 5,
+    pool_timeout: float = 30.0,
+    routers: tuple[APIRouter, ...] = (),
+    from_env: bool = False,
+) -> FastAPI:
     """The example app on ``db``; ``from_env``: settings read the way a deployment sets them
     (DATABASE_URL, DB_POOL_SIZE, DB_MAX_OVERFLOW, DB_POOL_TIMEOUT through ``DatabaseSettings.from_env``)."""
     if from_env:
         if db.connect_args:
             raise ValueError("from_env needs a database of its own (no connect_args such as a search_path)")
-        environ = {"DATABASE_URL": db.url, "DB_POOL_SIZE": str(pool_size), "DB_MAX_OVERFLOW": str(max_overflow),
-                   "DB_POOL_TIMEOUT": str(pool_timeout)}
+        environ = {
+            "DATABASE_URL": db.url,
+            "DB_POOL_SIZE": str(pool_size),
+            "DB_MAX_OVERFLOW": str(max_overflow),
+            "DB_POOL_TIMEOUT": str(pool_timeout),
+        }
         settings = DatabaseSettings.from_env(environ)
     else:
-        settings = DatabaseSettings(url=db.url, connect_args=db.connect_args, pool_size=pool_size,
-                                    max_overflow=max_overflow, pool_timeout=pool_timeout)
+        settings = DatabaseSettings(
+            url=db.url,
+            connect_args=db.connect_args,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+        )
     app = create_app(settings)
     for router in routers:
         app.include_router(router)
@@ -210,8 +247,9 @@ def example_app(db: AppDatabase, *, pool_size: int = 5, max_overflow: int = 5, p
 @asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[str]:
     """uvicorn on a free loopback port, lifespan on (it creates and disposes the engine); yields the base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", lifespan="on",
-                            backlog=2048, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="critical", lifespan="on", backlog=2048, timeout_graceful_shutdown=10
+    )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     try:
@@ -239,12 +277,14 @@ async def stored_batches(engine: AsyncEngine, emails: list[str]) -> dict[str, in
     found: dict[str, int] = {}
     async with engine.connect() as conn:
         for start in range(0, len(emails), 200):
-            chunk = emails[start:start + 200]
+            chunk = emails[start : start + 200]
             rows = await conn.execute(
-                text("SELECT u.email, count(p.id) FROM users u LEFT JOIN posts p ON p.author_id = u.id "
-                     "WHERE u.email IN :emails GROUP BY u.email").bindparams(
-                    bindparam("emails", expanding=True)),
-                {"emails": chunk})
+                text(
+                    "SELECT u.email, count(p.id) FROM users u LEFT JOIN posts p ON p.author_id = u.id "
+                    "WHERE u.email IN :emails GROUP BY u.email"
+                ).bindparams(bindparam("emails", expanding=True)),
+                {"emails": chunk},
+            )
             found.update({str(e): int(n) for e, n in rows})
     return found
 
@@ -259,8 +299,9 @@ class PoolGuard:
 
     def check(self) -> None:
         if self.gc_cleanups:
-            raise AssertionError(f"{len(self.gc_cleanups)} connection(s) were left to the garbage collector: "
-                                 f"{self.gc_cleanups[0][:300]}")
+            raise AssertionError(
+                f"{len(self.gc_cleanups)} connection(s) were left to the garbage collector: {self.gc_cleanups[0][:300]}"
+            )
 
 
 class _Recorder(logging.Handler):

@@ -117,13 +117,15 @@ class PrivatePostgres:
         full = [*(["runuser", "-u", "postgres", "--"] if self.as_postgres else []), *argv]
         return subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=True)
 
-    def url(self, driver: str = "asyncpg", *, port: int | None = None, database: str = "app",
-            user: str = "postgres") -> str:
+    def url(
+        self, driver: str = "asyncpg", *, port: int | None = None, database: str = "app", user: str = "postgres"
+    ) -> str:
         return f"postgresql+{driver}://{user}@127.0.0.1:{port or self.port}/{database}"
 
     def init(self) -> None:
-        self.run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                 "--no-sync")
+        self.run(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"
+        )
         with open(self.data / "postgresql.conf", "a") as fh:
             fh.write("".join(f"{k} = {v}\n" for k, v in self.conf.items()))
         self.start()
@@ -140,8 +142,21 @@ class PrivatePostgres:
         return (self.data / "postmaster.pid").exists()
 
     def psql(self, sql: str, database: str = "postgres") -> str:
-        out = self.run(str(self.bin / "psql"), "-h", str(self.dir), "-p", str(self.port), "-U", "postgres",
-                       "-d", database, "-v", "ON_ERROR_STOP=1", "-qAtc", sql)
+        out = self.run(
+            str(self.bin / "psql"),
+            "-h",
+            str(self.dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qAtc",
+            sql,
+        )
         return out.stdout.strip()
 
     def destroy(self) -> None:
@@ -172,15 +187,33 @@ class PrivateStandby(PrivatePostgres):
 
     def __init__(self, primary: PrivatePostgres) -> None:
         own = ("port", "unix_socket_directories")
-        super().__init__(max_connections=int(primary.conf["max_connections"]),
-                         settings={k: v for k, v in primary.conf.items() if k not in own})
+        super().__init__(
+            max_connections=int(primary.conf["max_connections"]),
+            settings={k: v for k, v in primary.conf.items() if k not in own},
+        )
         self.primary = primary
 
     def init(self) -> None:
         # Copies the primary's data directory (its database "app" included) and writes
         # primary_conninfo + standby.signal; initdb's pg_hba.conf trusts replication on 127.0.0.1.
-        self.run(str(self.bin / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres",
-                 "-D", str(self.data), "-R", "-X", "stream", "-c", "fast", "--no-sync", timeout=120)
+        self.run(
+            str(self.bin / "pg_basebackup"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.primary.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(self.data),
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "--no-sync",
+            timeout=120,
+        )
         with open(self.data / "postgresql.conf", "a") as fh:  # later lines win: own port and socket
             fh.write("".join(f"{k} = {v}\n" for k, v in self.conf.items()))
         self.start()
@@ -215,9 +248,20 @@ class PrivateMariaDB:
 
     def init(self) -> None:
         user = ["--user=mysql"] if self.as_root else []
-        subprocess.run([self.install_bin, "--no-defaults", f"--datadir={self.data}", *user,
-                        "--auth-root-authentication-method=normal", "--skip-test-db"],
-                       capture_output=True, text=True, timeout=120, check=True)
+        subprocess.run(
+            [
+                self.install_bin,
+                "--no-defaults",
+                f"--datadir={self.data}",
+                *user,
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         self.start()
         self.sql("CREATE DATABASE app")
 
@@ -231,10 +275,22 @@ class PrivateMariaDB:
         if self.as_root:
             shutil.chown(tmpdir, "mysql", "mysql")
         self.proc = subprocess.Popen(
-            [self.server_bin, "--no-defaults", f"--datadir={self.data}", f"--port={self.port}", f"--tmpdir={tmpdir}",
-             "--bind-address=127.0.0.1", f"--socket={self.dir / 'sock'}", f"--pid-file={self.dir / 'pid'}",
-             f"--log-error={self.dir / 'err.log'}", "--skip-log-bin", "--innodb-buffer-pool-size=16M", *user],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.server_bin,
+                "--no-defaults",
+                f"--datadir={self.data}",
+                f"--port={self.port}",
+                f"--tmpdir={tmpdir}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self.dir / 'sock'}",
+                f"--pid-file={self.dir / 'pid'}",
+                f"--log-error={self.dir / 'err.log'}",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M",
+                *user,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_for_port(self.port, 60, self.proc)
@@ -245,8 +301,13 @@ class PrivateMariaDB:
 
     def sql(self, statement: str) -> None:
         client = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
-        subprocess.run([client, "--no-defaults", "-h127.0.0.1", f"-P{self.port}", "-uroot", "-e", statement],
-                       capture_output=True, text=True, timeout=60, check=True)
+        subprocess.run(
+            [client, "--no-defaults", "-h127.0.0.1", f"-P{self.port}", "-uroot", "-e", statement],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
 
     def stop(self) -> None:
         """SIGTERM: a normal shutdown (open sessions are killed), waited for."""
@@ -268,8 +329,15 @@ class PrivateMariaDB:
 class PgBouncer:
     """``pgbouncer`` on a free loopback port in front of ``server`` (trust auth, user postgres)."""
 
-    def __init__(self, server: PrivatePostgres, *, pool_mode: str = "transaction", default_pool_size: int = 4,
-                 extra: dict[str, str] | None = None, users: tuple[str, ...] = ("postgres",)) -> None:
+    def __init__(
+        self,
+        server: PrivatePostgres,
+        *,
+        pool_mode: str = "transaction",
+        default_pool_size: int = 4,
+        extra: dict[str, str] | None = None,
+        users: tuple[str, ...] = ("postgres",),
+    ) -> None:
         binary = pgbouncer_bin()
         if binary is None:
             raise RuntimeError(missing_tools_reason(need_pgbouncer=True))
@@ -312,8 +380,9 @@ class PgBouncer:
         # once a pipe's 64 KiB buffer is full it blocks in write() and serves no client any more
         # (seen with NullPool, which logs in once per checkout: every client then waits forever).
         with open(self.dir / "stderr.log", "ab") as stderr:
-            self.proc = subprocess.Popen([self.binary, *user, str(self.dir / "pgbouncer.ini")],
-                                         stdout=subprocess.DEVNULL, stderr=stderr)
+            self.proc = subprocess.Popen(
+                [self.binary, *user, str(self.dir / "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=stderr
+            )
         try:
             wait_for_port(self.port, 15, self.proc)
         except Exception:

@@ -24,8 +24,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from templates.models import Post, User
 from templates.base_model import Base
+from templates.database import DatabaseSettings, create_db_engine
+from templates.models import Post, User
 from templates.query_counter import count_queries
 from templates.read_replica import (
     ReplicaHealth,
@@ -34,7 +35,6 @@ from templates.read_replica import (
     require_standby,
     wait_for_replay,
 )
-from templates.database import DatabaseSettings, create_db_engine
 
 TABLES = [User.__table__, Post.__table__]
 
@@ -61,16 +61,24 @@ async def caught_up(pair: Pair, timeout: float = 60.0) -> None:
 
 
 @asynccontextmanager
-async def routed_pair(primary: PrivatePostgres, standby: PrivateStandby, *, retry_after: float = 0.5,
-                      **engine_options: object) -> AsyncIterator[Pair]:
+async def routed_pair(
+    primary: PrivatePostgres, standby: PrivateStandby, *, retry_after: float = 0.5, **engine_options: object
+) -> AsyncIterator[Pair]:
     primary_engine = create_db_engine(DatabaseSettings(url=primary.url()))
     replica = create_db_engine(DatabaseSettings(url=standby.url()), **engine_options)
     health = ReplicaHealth(retry_after=retry_after)
     make_read_only(replica)
     require_standby(replica, health)
     admin = create_async_engine(standby.url(), poolclass=NullPool)
-    pair = Pair(primary, standby, primary_engine, replica, admin, health,
-                create_routing_sessionmaker(primary_engine, replica, health=health))
+    pair = Pair(
+        primary,
+        standby,
+        primary_engine,
+        replica,
+        admin,
+        health,
+        create_routing_sessionmaker(primary_engine, replica, health=health),
+    )
     try:
         async with primary_engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all, tables=TABLES)
@@ -142,17 +150,20 @@ class LoadReport:
             return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
         lag = self.replay_lag_ms
-        return (f"{self.rounds} writes; naive replica read right after commit missed {self.naive_misses} "
-                f"({100 * self.naive_misses / max(self.rounds, 1):.1f}%); prepare_reads: {self.on_replica} read the "
-                f"replica, {self.on_primary} the primary, {self.fixed_misses} missed, took median "
-                f"{pct(self.waits_ms, 0.5):.1f} ms, p95 {pct(self.waits_ms, 0.95):.1f} ms (a naive read: median "
-                f"{pct(self.naive_ms, 0.5):.1f} ms); server replay_lag "
-                f"median {pct(lag, 0.5):.1f} ms, max {pct(lag, 1.0):.1f} ms ({len(lag)} samples); "
-                f"{self.background_rows} background rows")
+        return (
+            f"{self.rounds} writes; naive replica read right after commit missed {self.naive_misses} "
+            f"({100 * self.naive_misses / max(self.rounds, 1):.1f}%); prepare_reads: {self.on_replica} read the "
+            f"replica, {self.on_primary} the primary, {self.fixed_misses} missed, took median "
+            f"{pct(self.waits_ms, 0.5):.1f} ms, p95 {pct(self.waits_ms, 0.95):.1f} ms (a naive read: median "
+            f"{pct(self.naive_ms, 0.5):.1f} ms); server replay_lag "
+            f"median {pct(lag, 0.5):.1f} ms, max {pct(lag, 1.0):.1f} ms ({len(lag)} samples); "
+            f"{self.background_rows} background rows"
+        )
 
 
-async def read_after_write_load(pair: Pair, *, writers: int, each: int, background: int = 2,
-                                replay_timeout: float = 1.0) -> LoadReport:
+async def read_after_write_load(
+    pair: Pair, *, writers: int, each: int, background: int = 2, replay_timeout: float = 1.0
+) -> LoadReport:
     """``writers`` tasks each write a user ``each`` times and read it back at once: first naively
     (a new session, plain routing), then through ``prepare_reads(mark)``. ``background`` tasks
     insert 50-row batches meanwhile, so WAL keeps flowing."""
@@ -166,15 +177,18 @@ async def read_after_write_load(pair: Pair, *, writers: int, each: int, backgrou
     async def background_writer() -> None:
         while not stop.is_set():
             async with pair.primary.begin() as conn:
-                await conn.execute(User.__table__.insert(), [
-                    {"id": uuid.uuid4(), "email": f"{uuid.uuid4().hex}@bg.test", "name": "bg"} for _ in range(50)])
+                await conn.execute(
+                    User.__table__.insert(),
+                    [{"id": uuid.uuid4(), "email": f"{uuid.uuid4().hex}@bg.test", "name": "bg"} for _ in range(50)],
+                )
             report.background_rows += 50
 
     async def lag_sampler() -> None:
         async with pair.primary.connect() as conn:
             while not stop.is_set():
-                lag = await conn.scalar(text(
-                    "SELECT extract(epoch FROM replay_lag) * 1000 FROM pg_stat_replication LIMIT 1"))
+                lag = await conn.scalar(
+                    text("SELECT extract(epoch FROM replay_lag) * 1000 FROM pg_stat_replication LIMIT 1")
+                )
                 await conn.rollback()
                 if lag is not None:
                     report.replay_lag_ms.append(float(lag))

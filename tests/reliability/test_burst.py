@@ -68,20 +68,28 @@ async def test_burst_of_500(backend: str, server_url: str, transport: str, pool_
     emails = [unique_email(f"burst{i}") for i in range(WRITES)]
     async with app_database(server_url) as db:
         # Over HTTP the pool is configured the way a deployment does it: DB_* environment variables.
-        app = example_app(db, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_timeout=pool_timeout,
-                          from_env=transport == "uvicorn")
+        app = example_app(
+            db,
+            pool_size=POOL_SIZE,
+            max_overflow=MAX_OVERFLOW,
+            pool_timeout=pool_timeout,
+            from_env=transport == "uvicorn",
+        )
         with pool_guard() as guard:
             async with client_for(app, transport) as (client, engine):
                 responses = await asyncio.wait_for(
-                    asyncio.gather(*(one_request(client, i, emails) for i in range(REQUESTS))), WALL_LIMIT)
+                    asyncio.gather(*(one_request(client, i, emails) for i in range(REQUESTS))), WALL_LIMIT
+                )
                 checked_out = engine.pool.checkedout()
                 pool_status = (engine.pool.size(), engine.pool._max_overflow, engine.pool.timeout())
                 held = await server_connections(db)
                 stored = await stored_batches(engine, emails)
 
     statuses = Counter(r.status_code for r in responses)
-    print(f"{backend}/{transport}/timeout={pool_timeout}: {dict(statuses)}, server connections after: {held}, "
-          f"reset errors: {len(guard.reset_errors)}")
+    print(
+        f"{backend}/{transport}/timeout={pool_timeout}: {dict(statuses)}, server connections after: {held}, "
+        f"reset errors: {len(guard.reset_errors)}"
+    )
     assert set(statuses) <= {200, 201, 503}, {r.status_code: r.text[:200] for r in responses if r.status_code >= 400}
     for r in responses:
         if r.status_code == 503:

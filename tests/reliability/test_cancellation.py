@@ -52,7 +52,7 @@ WALL_LIMIT = 600.0  # a hang guard, not a speed limit
 async def in_batches(jobs: list, concurrency: int = CONCURRENCY) -> list:
     results: list = []
     for start in range(0, len(jobs), concurrency):
-        results += await asyncio.gather(*(job() for job in jobs[start:start + concurrency]))
+        results += await asyncio.gather(*(job() for job in jobs[start : start + concurrency]))
     return results
 
 
@@ -67,11 +67,11 @@ async def test_cancelled_requests_leave_nothing_behind(backend: str, server_url:
         with pool_guard() as guard:
             # 3. over real HTTP first: uvicorn runs the lifespan (engine, tables) itself.
             async with served(app) as base_url:
+
                 async def disconnecting(email: str, after_start: bool) -> str:
                     STARTED[email] = asyncio.Event()
                     async with httpx.AsyncClient(base_url=base_url) as client:
-                        call = asyncio.create_task(
-                            client.post("/rel/batch", json={"email": email, "pause": 0.02}))
+                        call = asyncio.create_task(client.post("/rel/batch", json={"email": email, "pause": 0.02}))
                         if after_start:  # mid-request for sure: the user row is flushed, posts follow
                             await asyncio.wait_for(STARTED[email].wait(), 10)
                         await asyncio.sleep(rng.uniform(0.0, 0.03))
@@ -82,8 +82,11 @@ async def test_cancelled_requests_leave_nothing_behind(backend: str, server_url:
                     return "disconnected-after-start" if after_start else "disconnected"
 
                 gone = await asyncio.wait_for(
-                    in_batches([lambda e=e, i=i: disconnecting(e, i % 2 == 0)
-                                for i, e in enumerate(disconnect_emails)]), WALL_LIMIT)
+                    in_batches(
+                        [lambda e=e, i=i: disconnecting(e, i % 2 == 0) for i, e in enumerate(disconnect_emails)]
+                    ),
+                    WALL_LIMIT,
+                )
                 # The endpoints keep running after the disconnect: wait (bounded) until they are done.
                 engine = app.state.engine
                 for _ in range(500):
@@ -107,8 +110,9 @@ async def test_cancelled_requests_leave_nothing_behind(backend: str, server_url:
                         return (await client.post("/rel/with-timeout", json=body)).status_code
 
                     budget_answers = await asyncio.wait_for(
-                        in_batches([lambda e=e, i=i: budgeted(e, i % 4 != 0)
-                                    for i, e in enumerate(timeout_emails)]), WALL_LIMIT)
+                        in_batches([lambda e=e, i=i: budgeted(e, i % 4 != 0) for i, e in enumerate(timeout_emails)]),
+                        WALL_LIMIT,
+                    )
 
                     # 2. the request task cancelled from outside at a random point.
                     async def cancelled(email: str) -> int | str:
@@ -120,7 +124,8 @@ async def test_cancelled_requests_leave_nothing_behind(backend: str, server_url:
                             return "cancelled"
 
                     cancel_answers = await asyncio.wait_for(
-                        in_batches([lambda e=e: cancelled(e) for e in cancel_emails]), WALL_LIMIT)
+                        in_batches([lambda e=e: cancelled(e) for e in cancel_emails]), WALL_LIMIT
+                    )
 
                     still_serving = await client.post("/users", json={"email": unique_email("after"), "name": "a"})
                     health = await client.get("/health")
@@ -129,10 +134,12 @@ async def test_cancelled_requests_leave_nothing_behind(backend: str, server_url:
                 held = await server_connections(db)
 
     budget_counts, cancel_counts, gone_counts = Counter(budget_answers), Counter(cancel_answers), Counter(gone)
-    print(f"{backend}: timeouts {dict(budget_counts)}, task cancels {dict(cancel_counts)}, "
-          f"disconnects {dict(gone_counts)} (stored {len(http_stored)}), posts per stored user "
-          f"{dict(Counter(list(stored.values()) + list(http_stored.values())))}, reset errors logged "
-          f"{len(guard.reset_errors)}, server connections after {held}")
+    print(
+        f"{backend}: timeouts {dict(budget_counts)}, task cancels {dict(cancel_counts)}, "
+        f"disconnects {dict(gone_counts)} (stored {len(http_stored)}), posts per stored user "
+        f"{dict(Counter(list(stored.values()) + list(http_stored.values())))}, reset errors logged "
+        f"{len(guard.reset_errors)}, server connections after {held}"
+    )
 
     # 1. 201 -> complete; 504 -> nothing stored.
     assert set(budget_counts) <= {201, 504}, budget_counts

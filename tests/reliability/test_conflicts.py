@@ -57,8 +57,9 @@ async def balances(sessionmaker: Sessionmaker, ids: list[int]) -> list[int]:
     return [rows[i] for i in ids]
 
 
-def ring_transfer(sessionmaker: Sessionmaker, rendezvous: Rendezvous, src: int, dst: int, amount: int,
-                  attempts: list[int]):  # type: ignore[no-untyped-def]
+def ring_transfer(
+    sessionmaker: Sessionmaker, rendezvous: Rendezvous, src: int, dst: int, amount: int, attempts: list[int]
+):  # type: ignore[no-untyped-def]
     """Lock the source row, wait until every party holds its own, then lock the target."""
 
     async def work(session: AsyncSession) -> None:
@@ -117,11 +118,20 @@ async def test_errors_without_retry_have_these_codes_and_texts(sessionmaker: Ses
 async def test_three_way_deadlock_ring_completes_with_the_helper(sessionmaker: Sessionmaker) -> None:
     a, b, c = await make_accounts(sessionmaker, 100, 100, 100)
     rendezvous, attempts, retried = Rendezvous(3), [], []  # type: ignore[var-annotated]
-    await asyncio.wait_for(asyncio.gather(*(
-        run_in_transaction(sessionmaker, ring_transfer(sessionmaker, rendezvous, src, dst, amount, attempts),
-                           attempts=6, on_retry=lambda n, exc, delay: retried.append(db_error_codes(exc)))
-        for src, dst, amount in [(a, b, 10), (b, c, 20), (c, a, 30)]
-    )), 60)
+    await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                run_in_transaction(
+                    sessionmaker,
+                    ring_transfer(sessionmaker, rendezvous, src, dst, amount, attempts),
+                    attempts=6,
+                    on_retry=lambda n, exc, delay: retried.append(db_error_codes(exc)),
+                )
+                for src, dst, amount in [(a, b, 10), (b, c, 20), (c, a, 30)]
+            )
+        ),
+        60,
+    )
     assert await balances(sessionmaker, [a, b, c]) == [100 - 10 + 30, 100 + 10 - 20, 100 + 20 - 30]
     assert retried, "the ring should have deadlocked at least once"
     assert len(attempts) == 3 + len(retried)  # every retry ran the transfer once more, nothing else
@@ -145,11 +155,23 @@ async def test_burst_of_serializable_deposits_counts_every_amount_once(sessionma
 
         return work
 
-    await asyncio.wait_for(asyncio.gather(*(
-        run_in_transaction(sessionmaker, deposit(i), attempts=20, backoff=0.02, max_backoff=0.3,
-                           isolation_level="SERIALIZABLE", on_retry=lambda n, exc, d: retried.append(db_error_codes(exc)))
-        for i in range(len(amounts))
-    )), 60)
+    await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                run_in_transaction(
+                    sessionmaker,
+                    deposit(i),
+                    attempts=20,
+                    backoff=0.02,
+                    max_backoff=0.3,
+                    isolation_level="SERIALIZABLE",
+                    on_retry=lambda n, exc, d: retried.append(db_error_codes(exc)),
+                )
+                for i in range(len(amounts))
+            )
+        ),
+        60,
+    )
     assert await balances(sessionmaker, [account]) == [1000 + 255]  # each power of two exactly once
     assert len(retried) >= len(amounts) - 1  # all but one first attempts were aborted
     assert sum(runs) == len(amounts) + len(retried)
@@ -202,10 +224,13 @@ async def test_endpoint_conflicts_need_the_retry_inside_the_endpoint(sessionmake
     app.state.rendezvous = Rendezvous(2)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-        responses = await asyncio.wait_for(asyncio.gather(
-            client.post(f"/{route}/{account}", params={"amount": 10}),
-            client.post(f"/{route}/{account}", params={"amount": 15}),
-        ), 60)
+        responses = await asyncio.wait_for(
+            asyncio.gather(
+                client.post(f"/{route}/{account}", params={"amount": 10}),
+                client.post(f"/{route}/{account}", params={"amount": 15}),
+            ),
+            60,
+        )
     statuses = sorted(r.status_code for r in responses)
     [balance] = await balances(sessionmaker, [account])
     if route == "session-dep":

@@ -92,8 +92,10 @@ async def test_requests_survive_killed_connections(backend: str, server_url: str
                     await asyncio.wait_for(asyncio.gather(killer(), workers()), WALL_LIMIT)
 
                     # The same app, not restarted: every request now succeeds.
-                    after = [await client.post("/users", json={"email": unique_email("after"), "name": "a"})
-                             for _ in range(20)]
+                    after = [
+                        await client.post("/users", json={"email": unique_email("after"), "name": "a"})
+                        for _ in range(20)
+                    ]
                     health = await client.get("/health")
                 stored = await stored_batches(engine, tried)
                 checked_out = engine.pool.checkedout()
@@ -102,9 +104,11 @@ async def test_requests_survive_killed_connections(backend: str, server_url: str
     lost = acknowledged - set(stored)
     ambiguous = set(stored) - acknowledged  # committed, but the client was answered 503
     batch_sizes = Counter(posts for email, posts in stored.items() if email in batch_emails)
-    print(f"{backend}: kills {kills}, answers {dict(statuses)}, acknowledged {len(acknowledged)}, "
-          f"stored {len(stored)}, lost {len(lost)}, stored-but-503 {len(ambiguous)}, posts per user "
-          f"{dict(batch_sizes)}, reset errors logged {len(guard.reset_errors)}, server connections {held}")
+    print(
+        f"{backend}: kills {kills}, answers {dict(statuses)}, acknowledged {len(acknowledged)}, "
+        f"stored {len(stored)}, lost {len(lost)}, stored-but-503 {len(ambiguous)}, posts per user "
+        f"{dict(batch_sizes)}, reset errors logged {len(guard.reset_errors)}, server connections {held}"
+    )
     assert not unexpected, unexpected[:5]
     assert sum(kills) > 0 and statuses[503] > 0, "the kills should have hit requests in flight"
     assert not lost, f"{len(lost)} acknowledged writes are missing"

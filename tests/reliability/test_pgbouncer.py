@@ -69,8 +69,13 @@ async def interleave_error(bouncer: PgBouncer, variant: str) -> dict[str, str | 
 def run_process(bouncer: PgBouncer, variant: str) -> dict[str, object]:
     """One short-lived client process (asyncpg names its statements with a per-process counter)."""
     template = bouncer.url("DRIVER")
-    proc = subprocess.run([sys.executable, str(SCENARIOS), template, variant], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(SCENARIOS), template, variant],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -111,8 +116,14 @@ def asyncpg_at_least(version: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    "variant", ["asyncpg-recipe", "asyncpg-recipe-nullpool", "asyncpg-unique-names-nullpool", "asyncpg-cache-off-only",
-                "psycopg-recipe"]
+    "variant",
+    [
+        "asyncpg-recipe",
+        "asyncpg-recipe-nullpool",
+        "asyncpg-unique-names-nullpool",
+        "asyncpg-cache-off-only",
+        "psycopg-recipe",
+    ],
 )
 async def test_working_settings_survive_interleaving_and_a_burst(bouncer: PgBouncer, variant: str) -> None:
     if variant == "asyncpg-cache-off-only" and not asyncpg_at_least("0.30"):
@@ -137,8 +148,9 @@ async def test_pgbouncer_rejects_untracked_startup_parameters(bouncer: PgBouncer
     # SQLAlchemy 2.1 wraps the connect-time error in DBAPIError; 2.0 lets asyncpg's
     # ProtocolViolationError through unwrapped.
     engine = create_db_engine(
-        DatabaseSettings(url=bouncer.url("asyncpg"), null_pool=True,
-                         connect_args={"server_settings": {"search_path": "x"}})
+        DatabaseSettings(
+            url=bouncer.url("asyncpg"), null_pool=True, connect_args={"server_settings": {"search_path": "x"}}
+        )
     )
     try:
         with pytest.raises(Exception) as caught:
@@ -189,17 +201,23 @@ async def test_unnamed_statements_leave_nothing_behind(bouncer: PgBouncer) -> No
 
 def run_load_process(bouncer: PgBouncer, variant: str, requests: int) -> dict[str, Any]:
     template = bouncer.url("DRIVER")
-    proc = subprocess.run([sys.executable, str(SCENARIOS), template, variant, "load", str(requests)],
-                          capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(SCENARIOS), template, variant, "load", str(requests)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 async def test_two_worker_processes_mixed_load_with_the_recipe(bouncer: PgBouncer) -> None:
     await create_load_table(bouncer.server.url())
-    first, second = await asyncio.gather(*(asyncio.to_thread(run_load_process, bouncer, "asyncpg-recipe", 150)
-                                          for _ in range(2)))
+    first, second = await asyncio.gather(
+        *(asyncio.to_thread(run_load_process, bouncer, "asyncpg-recipe", 150) for _ in range(2))
+    )
     left = await leftover_statements(bouncer.url(), 2)
     print(f"\nrecipe, 2 workers x 150 mixed requests through PgBouncer: {first}, {second}; statements left {left}")
     for worker in (first, second):

@@ -19,11 +19,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from templates.retry import run_in_transaction
+from templates.database import DatabaseSettings, create_db_engine
 from templates.models import User
 from templates.read_replica import create_routing_sessionmaker, make_read_only, use_primary
+from templates.retry import run_in_transaction
 from templates.scratch import scratch_url
-from templates.database import DatabaseSettings, create_db_engine
 
 
 @pytest.fixture(scope="module")

@@ -41,9 +41,9 @@ from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 
 from examples.fastapi_app import create_app
+from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker
 from templates.models import User
 from templates.read_replica import NotAStandby, WriteMark, make_read_only, mark_write, prepare_reads
-from templates.database import DatabaseSettings, create_db_engine, create_sessionmaker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -137,10 +137,12 @@ async def test_standby_stop_and_start_under_http_load(pair: Pair) -> None:
             await asyncio.gather(*clients)
             event.remove(pair.replica.sync_engine, "before_cursor_execute", on_replica)
     back = [t for t in replica_statements if t > started_at]
-    print(f"\nstandby stopped for {started_at - stopped_at:.1f} s under 4 clients: {dict(statuses)}; "
-          f"replica failures noted {pair.health.failures} (first: {pair.health.last_error}); "
-          f"{served_while_down} requests answered while it was down; reads back on the standby "
-          f"{(back[0] - started_at) if back else float('nan'):.2f} s after its start command returned")
+    print(
+        f"\nstandby stopped for {started_at - stopped_at:.1f} s under 4 clients: {dict(statuses)}; "
+        f"replica failures noted {pair.health.failures} (first: {pair.health.last_error}); "
+        f"{served_while_down} requests answered while it was down; reads back on the standby "
+        f"{(back[0] - started_at) if back else float('nan'):.2f} s after its start command returned"
+    )
     assert before_stop > 0, "the standby served no read before it was stopped"
     assert pair.health.failures > down_failures or pair.health.failures >= 1
     # No 500. A read already running on the standby when it stops fails (503); the rest fall back.
@@ -156,8 +158,10 @@ async def test_promoted_standby_is_neither_read_nor_written(
 ) -> None:
     """Primary stopped, standby promoted (``pg_ctl promote``): what the app does."""
     primary, standby = fresh_replication
-    failover_url = (f"postgresql+asyncpg://postgres@/app?host=127.0.0.1:{primary.port}"
-                    f"&host=127.0.0.1:{standby.port}&target_session_attrs=primary")
+    failover_url = (
+        f"postgresql+asyncpg://postgres@/app?host=127.0.0.1:{primary.port}"
+        f"&host=127.0.0.1:{standby.port}&target_session_attrs=primary"
+    )
     failover = create_db_engine(DatabaseSettings(url=failover_url))
     read_only_only = create_db_engine(DatabaseSettings(url=standby.url()))  # make_read_only, no standby check
     make_read_only(read_only_only)
@@ -203,8 +207,10 @@ async def test_promoted_standby_is_neither_read_nor_written(
         async with create_sessionmaker(failover)() as session, session.begin():
             port = await session.scalar(text("SELECT inet_server_port()"))
             session.add(User(email="after@repl.test", name="A"))
-        print(f"\npromotion: pg_ctl promote took {promoted_after:.2f} s; routed app answered {dict(answers)}; "
-              f"multi-host primary URL wrote to the promoted server {time.monotonic() - started:.2f} s later")
+        print(
+            f"\npromotion: pg_ctl promote took {promoted_after:.2f} s; routed app answered {dict(answers)}; "
+            f"multi-host primary URL wrote to the promoted server {time.monotonic() - started:.2f} s later"
+        )
         assert port == standby.port
         async with failover.connect() as conn:
             assert await conn.scalar(select(User.name).where(User.email == "after@repl.test")) == "A"
@@ -216,8 +222,14 @@ async def test_promoted_standby_is_neither_read_nor_written(
 def test_example_runs_against_the_streaming_pair(replication: tuple[PrivatePostgres, PrivateStandby]) -> None:
     primary, standby = replication
     env = {**os.environ, "DATABASE_URL": primary.url(), "REPLICA_URL": standby.url(), "PYTHONDONTWRITEBYTECODE": "1"}
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "read_replica.py")], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "read_replica.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "replica = streaming standby" in run.stdout and "read_replica: ok" in run.stdout, run.stdout
     print(run.stdout)

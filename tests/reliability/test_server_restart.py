@@ -72,15 +72,18 @@ class Load:
             self.results.append((phase, method, 500, f"{type(exc).__module__}.{type(exc).__name__}: {exc}"[:300]))
             return None
         detail = response.headers.get("retry-after", "") if response.status_code == 503 else ""
-        self.results.append((self.phase if self.phase == phase else f"{phase}>{self.phase}", method,
-                             response.status_code, detail))
+        self.results.append(
+            (self.phase if self.phase == phase else f"{phase}>{self.phase}", method, response.status_code, detail)
+        )
         return response
 
     async def client_loop(self, n: int) -> None:
         i = 0
         while not self.stop.is_set() and i < 2000:
             i += 1
-            response = await self.request("POST", "/users", json={"email": f"{self.run}-{n}-{i}@restart.test", "name": "R"})
+            response = await self.request(
+                "POST", "/users", json={"email": f"{self.run}-{n}-{i}@restart.test", "name": "R"}
+            )
             if response is not None and response.status_code == 201:
                 user_id = response.json()["id"]
                 self.created.append(user_id)
@@ -92,7 +95,9 @@ class Load:
 
 
 @pytest.mark.parametrize(("kind", "driver"), SERVERS)
-async def test_app_recovers_within_5s_after_restart_under_load(request: pytest.FixtureRequest, kind: str, driver: str) -> None:
+async def test_app_recovers_within_5s_after_restart_under_load(
+    request: pytest.FixtureRequest, kind: str, driver: str
+) -> None:
     server = server_for(request, kind)
     app = create_app(DatabaseSettings(url=server.url(driver), pool_size=4, max_overflow=4, pool_timeout=5))
     async with app.router.lifespan_context(app):
@@ -133,13 +138,17 @@ async def test_app_recovers_within_5s_after_restart_under_load(request: pytest.F
                 await asyncio.gather(*tasks)
 
             before, down, recovered = load.statuses("before"), load.statuses("down"), load.statuses("recovered")
-            print(f"\nbefore {dict(before)} down {dict(down)} up {dict(load.statuses('up'))} "
-                  f"recovered {dict(recovered)} recovered_after={recovered_after}")
+            print(
+                f"\nbefore {dict(before)} down {dict(down)} up {dict(load.statuses('up'))} "
+                f"recovered {dict(recovered)} recovered_after={recovered_after}"
+            )
             failures = [r for r in load.results if r[2] in (500, -1)]
             assert not failures, sorted({(p, d) for p, _, _, d in failures})  # no 500, no hang, in any phase
             assert set(before) <= {200, 201} and before[201] >= CLIENTS, before
             assert down and set(down) == {503}, down  # every request while down: 503 ...
-            assert all(d == "1" for p, _, s, d in load.results if s == 503), "503 without Retry-After"  # ... + Retry-After
+            assert all(d == "1" for p, _, s, d in load.results if s == 503), (
+                "503 without Retry-After"
+            )  # ... + Retry-After
             assert recovered_after is not None and recovered_after <= RECOVERY_LIMIT, recovered_after
             assert set(recovered) <= {200, 201} and recovered[201] >= CLIENTS, recovered  # all good again
 
@@ -174,8 +183,9 @@ async def test_pool_pre_ping_replaces_connections_that_died_with_the_server(
     request: pytest.FixtureRequest, kind: str, driver: str, pre_ping: bool
 ) -> None:
     server = server_for(request, kind)
-    engine = create_db_engine(DatabaseSettings(url=server.url(driver), pool_size=4, max_overflow=0),
-                           pool_pre_ping=pre_ping)
+    engine = create_db_engine(
+        DatabaseSettings(url=server.url(driver), pool_size=4, max_overflow=0), pool_pre_ping=pre_ping
+    )
     try:
         assert await run_on_pooled_connections(engine, 4) == []  # 4 connections now pooled
         await asyncio.to_thread(server.stop)
@@ -185,7 +195,11 @@ async def test_pool_pre_ping_replaces_connections_that_died_with_the_server(
             assert errors == []
         else:
             # All 4 were checked out before the first failed: each dead one fails its statement.
-            lost = "connection is closed" if kind == "postgresql" else "(2013, 'Lost connection to MySQL server during query')"
+            lost = (
+                "connection is closed"
+                if kind == "postgresql"
+                else "(2013, 'Lost connection to MySQL server during query')"
+            )
             assert len(errors) == 4 and all(lost in e for e in errors), errors
             print(f"\nwithout pre_ping: {len(errors)} of 4 failed: {errors[0]}")
             assert await run_on_pooled_connections(engine, 4) == []
@@ -195,8 +209,11 @@ async def test_pool_pre_ping_replaces_connections_that_died_with_the_server(
 
 @pytest.mark.parametrize(
     "url",
-    ["postgresql+asyncpg://postgres@127.0.0.1:{port}/x", "postgresql+psycopg://postgres@127.0.0.1:{port}/x",
-     "mysql+aiomysql://root@127.0.0.1:{port}/x"],
+    [
+        "postgresql+asyncpg://postgres@127.0.0.1:{port}/x",
+        "postgresql+psycopg://postgres@127.0.0.1:{port}/x",
+        "mysql+aiomysql://root@127.0.0.1:{port}/x",
+    ],
 )
 async def test_refused_connections_are_classified_unavailable_for_every_driver(url: str) -> None:
     from pgserver import free_port
@@ -227,6 +244,11 @@ def test_private_mariadb_keeps_its_temp_files_to_itself(own_mariadb: PrivateMari
     shared server made that server's queries fail ("Error on delete of '/tmp/#sql-temptable-...'")
     whenever a private server started in a parallel test."""
     client = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
-    out = subprocess.run([client, "--no-defaults", "-h127.0.0.1", f"-P{own_mariadb.port}", "-uroot", "-N", "-e",
-                          "SELECT @@tmpdir"], capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    out = subprocess.run(
+        [client, "--no-defaults", "-h127.0.0.1", f"-P{own_mariadb.port}", "-uroot", "-N", "-e", "SELECT @@tmpdir"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     assert out == str(own_mariadb.dir / "tmp"), out

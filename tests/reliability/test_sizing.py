@@ -34,14 +34,26 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 MAX_CONNECTIONS = 12  # the small_pg fixture's server
 
-async def peak(url: str, workers: int, pool_size: int, max_overflow: int, mode: str = "direct",
-               while_held: Any = None) -> tuple[list[dict[str, Any]], Any]:
+
+async def peak(
+    url: str, workers: int, pool_size: int, max_overflow: int, mode: str = "direct", while_held: Any = None
+) -> tuple[list[dict[str, Any]], Any]:
     """Start ``workers`` processes that each open pool_size + max_overflow connections at once;
     once all report, call ``while_held()`` (connections still open), then let them go."""
-    procs = [await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "hold_connections.py"), url, str(pool_size), str(max_overflow), mode,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    ) for _ in range(workers)]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(HERE / "hold_connections.py"),
+            url,
+            str(pool_size),
+            str(max_overflow),
+            mode,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(workers)
+    ]
     try:
         lines = [await asyncio.wait_for(proc.stdout.readline(), 120) for proc in procs]  # type: ignore[union-attr]
         reports = [json.loads(line) for line in lines if line.strip()]
@@ -62,10 +74,25 @@ async def peak(url: str, workers: int, pool_size: int, max_overflow: int, mode: 
 
 
 def test_connection(url: str, workers: int, pool_size: int, max_overflow: int) -> dict[str, Any]:
-    run = subprocess.run(["bash", str(ROOT / "scripts" / "test-connection.sh"), url, "--workers", str(workers),
-                          "--pool-size", str(pool_size), "--max-overflow", str(max_overflow), "--json"],
-                         capture_output=True, text=True, timeout=120, check=False,
-                         env={**os.environ, "PYTHON": sys.executable})
+    run = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "scripts" / "test-connection.sh"),
+            url,
+            "--workers",
+            str(workers),
+            "--pool-size",
+            str(pool_size),
+            "--max-overflow",
+            str(max_overflow),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     assert run.stdout.strip(), run.stderr
     report: dict[str, Any] = json.loads(run.stdout)
     return report
@@ -84,8 +111,10 @@ async def test_pools_beyond_max_connections_fail_and_the_script_says_so(small_pg
     reports, on_server = await peak(url, 2, 3, 2, while_held=lambda: app_connections(small_pg))
     opened, failed = sum(r["opened"] for r in reports), sum(r["failed"] for r in reports)
     errors = {k for r in reports for k in r["errors"]}
-    print(f"\n2 workers x (3 + 2) on max_connections {MAX_CONNECTIONS} (3 reserved for superusers): "
-          f"{opened} opened, {failed} refused {sorted(errors)}; test-connection: {script['capacity']}")
+    print(
+        f"\n2 workers x (3 + 2) on max_connections {MAX_CONNECTIONS} (3 reserved for superusers): "
+        f"{opened} opened, {failed} refused {sorted(errors)}; test-connection: {script['capacity']}"
+    )
     assert (opened, failed, on_server) == (9, 1, 9)
     assert all(k.startswith("53300 ") for k in errors), errors  # too_many_connections
     capacity = script["capacity"]
@@ -117,8 +146,10 @@ async def test_pgbouncer_in_front_serves_every_client_on_four_server_connections
     finally:
         bouncer.destroy()
     opened, failed = sum(r["opened"] for r in reports), sum(r["failed"] for r in reports)
-    print(f"\nthrough PgBouncer (default_pool_size 4): {opened} client connections opened, {failed} refused, "
-          f"{on_server} server connections; test-connection through PgBouncer: {script.get('capacity')}")
+    print(
+        f"\nthrough PgBouncer (default_pool_size 4): {opened} client connections opened, {failed} refused, "
+        f"{on_server} server connections; test-connection through PgBouncer: {script.get('capacity')}"
+    )
     assert (opened, failed) == (10, 0), reports
     assert on_server <= 4
 
@@ -126,8 +157,14 @@ async def test_pgbouncer_in_front_serves_every_client_on_four_server_connections
 @pytest.mark.only_backends("postgresql", "mysql")
 @pytest.mark.parametrize("mode", ["close_false", "close_true"])  # "none": tests/test_pooling.py
 def test_forked_workers_and_the_inherited_pool(server_url: str, backend: str, mode: str) -> None:
-    run = subprocess.run([sys.executable, str(HERE / "fork_workers.py"), server_url, mode], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, str(HERE / "fork_workers.py"), server_url, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     assert run.returncode == 0 and len(lines) == 1, run.stdout + run.stderr[-2000:]
     outcome = lines[0]

@@ -27,7 +27,8 @@ async def test_four_uvicorn_workers_migrate_exactly_once(server_url: str, backen
     ini = alembic_project(tmp_path / "project")
     async with app_database(server_url) as db:
         stdout, stderr, code = await asyncio.to_thread(
-            run_workers, "examples.migrations:create_app", db.url, ini, tmp_path)
+            run_workers, "examples.migrations:create_app", db.url, ini, tmp_path
+        )
         rows, tables = await version_rows(db.url)
     lines = [line for line in stdout.splitlines() if line.startswith("worker ")]
     print(f"\n{backend}, {WORKERS} uvicorn workers:\n" + "\n".join(lines))

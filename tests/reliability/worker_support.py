@@ -52,9 +52,20 @@ def alembic_project(root: Path) -> Path:
     """A project with the skill's Alembic setup and one hand-written revision; returns alembic.ini."""
     (root / "mig_app").mkdir(parents=True)
     (root / "mig_app" / "models.py").write_text("from sqlalchemy import MetaData\n\nmetadata = MetaData()\n")
-    setup = subprocess.run([sys.executable, str(ROOT / "scripts" / "setup-alembic.py"), "--metadata",
-                            "mig_app.models:metadata", "--project", str(root)],
-                           capture_output=True, text=True, timeout=60, check=False)
+    setup = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "setup-alembic.py"),
+            "--metadata",
+            "mig_app.models:metadata",
+            "--project",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert setup.returncode == 0, setup.stderr
     (root / "alembic" / "versions" / "0001_create_worker_tables.py").write_text(REVISION)
     return root / "alembic.ini"
@@ -64,14 +75,36 @@ def run_workers(app: str, url: str, ini: Path, log_dir: Path, extra_path: Path |
     """Start ``uvicorn --workers 4`` on ``app``; once every worker logged its start-up (or 120 s
     passed), stop it with SIGTERM. Returns (stdout, stderr, exit code)."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "ALEMBIC_CONFIG": str(ini), "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONPATH": os.pathsep.join(str(p) for p in (ROOT, extra_path) if p)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "ALEMBIC_CONFIG": str(ini),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": os.pathsep.join(str(p) for p in (ROOT, extra_path) if p),
+    }
     out_path, err_path = log_dir / "stdout.log", log_dir / "stderr.log"
     with open(out_path, "w") as out, open(err_path, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", app, "--workers", str(WORKERS), "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "info"],
-            cwd=ROOT, env=env, stdout=out, stderr=err, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                app,
+                "--workers",
+                str(WORKERS),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "info",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
         )
         try:
             deadline = time.monotonic() + 120

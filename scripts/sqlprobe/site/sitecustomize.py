@@ -21,7 +21,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 def _same_dir(entry: str) -> bool:
     try:
         return os.path.abspath(entry or os.getcwd()) == _HERE
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -50,9 +50,9 @@ def _arm_recorder() -> None:
 
 try:
     _chain_previous_sitecustomize()
-except Exception as exc:  # noqa: BLE001 - the user's own sitecustomize failed: say so, carry on
+except Exception as exc:
     print(f"optimize-queries: the existing sitecustomize raised {type(exc).__name__}: {exc}", file=sys.stderr)
 try:
     _arm_recorder()
-except Exception as exc:  # noqa: BLE001
+except Exception as exc:
     print(f"optimize-queries: instrumentation not loaded: {type(exc).__name__}: {exc}", file=sys.stderr)

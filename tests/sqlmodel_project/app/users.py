@@ -8,9 +8,8 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlmodel import Field, Relationship
-
 from app.base import SQLModel, UTCDateTime, UUIDType, utcnow
+from sqlmodel import Field, Relationship
 
 if TYPE_CHECKING:
     from app.posts import Post
