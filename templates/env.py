@@ -7,7 +7,7 @@ Where things come from:
 - database URL: ``sqlalchemy.url`` if a caller set it (``config.set_main_option``), else the
   ``DATABASE_URL`` environment variable at migration time. It is never stored in alembic.ini.
 - a live connection: an async app can hand one in via ``config.attributes["connection"]`` and run
-  ``command.upgrade`` from inside its event loop (see examples/migrations.py).
+  ``command.upgrade`` from inside its event loop (see templates/migrate_at_startup.py).
 
 Autogenerate compares column types (``compare_type``), uses batch mode (table copy) on SQLite,
 renders TypeDecorators as their SQLAlchemy implementation type, dialect variants included (so
