@@ -81,12 +81,8 @@ def edit_models(project: Path, marker: str, replacement: str) -> None:
     """Replace the ``# edit: MARKER`` line (or any exact line) of sample_app/models.py."""
     path = project / "sample_app" / "models.py"
     text = path.read_text()
-    pattern = re.compile(
-        rf"^[ \t]*# edit: {re.escape(marker)}[ \t]*$"
-        if not marker.startswith("=")
-        else rf"^.*{re.escape(marker[1:])}.*$",
-        re.MULTILINE,
-    )
+    pattern = re.compile(rf"^[ \t]*# edit: {re.escape(marker)}[ \t]*$" if not marker.startswith("=") else
+                         rf"^.*{re.escape(marker[1:])}.*$", re.MULTILINE)
     new, count = pattern.subn(lambda m: replacement, text)
     assert count == 1, f"marker {marker!r} not found once in models.py"
     path.write_text(new)

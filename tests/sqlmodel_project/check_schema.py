@@ -5,11 +5,12 @@ import asyncio
 import os
 from datetime import datetime, timedelta, timezone
 
-from app.models import Post, User
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.models import Post, User
 
 
 async def main() -> None:

@@ -3,11 +3,12 @@
 import asyncio
 import os
 
-from app.models import Post, SQLModel, User
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.models import Post, SQLModel, User
 
 
 async def main() -> None:
@@ -17,9 +18,7 @@ async def main() -> None:
     sessionmaker = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
     async with sessionmaker() as session:
         for i in range(6):
-            session.add(
-                User(email=f"u{i}@example.com", name=f"User {i}", posts=[Post(title=f"p{i}-{j}") for j in range(i % 3)])
-            )
+            session.add(User(email=f"u{i}@example.com", name=f"User {i}", posts=[Post(title=f"p{i}-{j}") for j in range(i % 3)]))
         await session.commit()
     async with sessionmaker() as session:
         users = (await session.exec(select(User).options(selectinload(User.posts)).order_by(User.email))).all()

@@ -7,9 +7,10 @@ scripts there, and edit this file between migrations (lines marked ``# edit:``).
 
 from __future__ import annotations
 
-from sample_app.base_model import Base, TimestampMixin
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
+
+from sample_app.base_model import Base, TimestampMixin
 
 
 class SpAuthor(TimestampMixin, Base):

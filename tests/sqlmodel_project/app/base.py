@@ -5,8 +5,9 @@ user copies the template). SQLModel keeps one global ``MetaData``: give it the n
 before any table class is defined, so every table module imports this module first.
 """
 
-from app.base_model import NAMING_CONVENTION, UTCDateTime, UUIDType, utcnow
 from sqlmodel import SQLModel
+
+from app.base_model import NAMING_CONVENTION, UTCDateTime, UUIDType, utcnow
 
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 

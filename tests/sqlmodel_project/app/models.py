@@ -5,9 +5,10 @@ from the metadata (autogenerate then drops its table), and a relationship naming
 module that was never imported fails with "expression 'Post' failed to locate a name".
 """
 
+from sqlmodel import SQLModel
+
 from app.posts import Post
 from app.users import User
-from sqlmodel import SQLModel
 
 # edit: more modules
 

@@ -8,8 +8,9 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from app.base import SQLModel, UTCDateTime, UUIDType, utcnow
 from sqlmodel import Field, Relationship
+
+from app.base import SQLModel, UTCDateTime, UUIDType, utcnow
 
 if TYPE_CHECKING:
     from app.posts import Post
