@@ -28,7 +28,7 @@ STATIC_CASES = sorted((CORPUS / "static").glob("*.py"))  # read by static mode o
 TIMEOUT = 180
 
 sys.path.insert(0, str(ROOT / "scripts" / "sqlprobe"))
-from runtime_rules import RUNTIME_RULES
+from runtime_rules import RUNTIME_RULES, analyse
 from static_rules import STATIC_RULES
 
 HEADER = re.compile(r"^# expect-(runtime|static)(?:\[(\w+)\])?:(.*)$")
@@ -826,3 +826,24 @@ def test_multiline_fstring_field_needs_312(tmp_path: Path) -> None:
     (tmp_path / "view.py").write_text('label = f"-{\n    amount\n}"\n')
     result = json.loads(run_tool(["--static", str(tmp_path), "--json"]).stdout)
     assert result["needs_python"] == "3.12" and result["skipped_by_reason"] == {"needs_newer_python": 1}
+
+
+def test_catalog_reads_are_never_an_n_plus_one(tmp_path: Path) -> None:
+    """SQLAlchemy 2.0's create_all asks pg_catalog once per table (has_table): five identical
+    catalog queries with different parameters are reflection, not the app's N+1; the same
+    aggregate on an app table is."""
+
+    def record(shape: str) -> dict[str, Any]:
+        site = [str(tmp_path / "app.py"), 12, "main"]
+        return {
+            "statements": 5,
+            "aggregates": [{"kind": "SELECT", "shape": shape, "site": site, "count": 5, "max_span_distinct": 5}],
+        }
+
+    catalog = "SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class WHERE pg_catalog.pg_class.relname = ?"
+    for shape in (catalog, "SELECT name FROM sqlite_master WHERE name = ?"):
+        assert analyse([record(shape)], threshold=5, slow_ms=None, cwd=tmp_path)["findings"] == []
+    app = analyse(
+        [record("SELECT posts.id FROM posts WHERE posts.author_id = ?")], threshold=5, slow_ms=None, cwd=tmp_path
+    )
+    assert [f["rule"] for f in app["findings"]] == ["n_plus_one"]

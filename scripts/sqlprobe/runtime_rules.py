@@ -15,6 +15,7 @@ No parameter value ever reaches a finding: the recorder keeps only hashes of the
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,14 @@ def site_path(site: list[Any], cwd: Path) -> tuple[str, int]:
         return str(Path(file).resolve().relative_to(cwd.resolve())), line
     except (ValueError, OSError):
         return file, line
+
+
+CATALOG_READ = re.compile(r"\b(pg_catalog|information_schema|performance_schema)\s*\.|\bsqlite_(master|schema)\b", re.I)
+
+
+def reads_catalog(shape: str) -> bool:
+    """A statement on the database's own catalog (reflection, ``has_table``): never the app's N+1."""
+    return CATALOG_READ.search(shape) is not None
 
 
 def analyse(
@@ -101,6 +110,8 @@ def analyse(
             kind = agg.get("kind")
             sql = short_sql(agg.get("shape", ""))
             site = agg["site"]
+            if reads_catalog(agg.get("shape", "")):
+                continue  # SQLAlchemy's own reflection (create_all's has_table per table, Alembic): not the app's queries
             if kind == "SELECT" and agg.get("max_span_distinct", 0) >= threshold:
                 rel = agg.get("relationship")
                 hints = agg.get("relationship_hints") or []
