@@ -118,14 +118,19 @@ health_router = APIRouter()
 
 @health_router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """200 when ``SELECT 1`` succeeds, 503 otherwise (without leaking connection details)."""
+    """200 when ``SELECT 1`` succeeds; 503 when the database is unreachable or the probe times out
+    (without leaking connection details). Anything else is a bug: a 500 with its traceback logged."""
     engine: AsyncEngine | None = getattr(request.app.state, "engine", None)
     if engine is None:  # lifespan did not run (e.g. a test client without it)
         return JSONResponse({"status": "unavailable"}, status_code=503)
     try:
         await asyncio.wait_for(select_one(engine), HEALTH_TIMEOUT_SECONDS)
-    except Exception:  # includes the timeout: an exhausted pool must not hang the probe
+    except (asyncio.TimeoutError, TimeoutError, PoolTimeoutError):  # an exhausted pool must not hang the probe
         return JSONResponse({"status": "unavailable"}, status_code=503)
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        raise
     return JSONResponse({"status": "ok"})
 
 

@@ -144,6 +144,25 @@ async def test_health_answers_503_quickly_when_the_pool_is_exhausted(
             assert (await client.get("/health")).status_code == 200
 
 
+async def test_health_lets_a_bug_be_a_500_not_a_503(
+    db_url: tuple[URL, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe that fails for a reason other than an unreachable database is a bug: the load
+    balancer still sees a failure, and the log gets the traceback a silent 503 would hide."""
+    import templates.fastapi_integration as sm
+
+    async def broken(engine: AsyncEngine) -> None:
+        raise ZeroDivisionError("a bug in the probe")
+
+    app = build_app(db_url)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/health")).status_code == 200
+            monkeypatch.setattr(sm, "select_one", broken)
+            assert (await client.get("/health")).status_code == 500
+
+
 def test_env_settings_name_the_bad_variable() -> None:
     with pytest.raises(ValueError, match="DB_POOL_SIZE='ten'"):
         DatabaseSettings.from_env({"DATABASE_URL": "sqlite+aiosqlite://", "DB_POOL_SIZE": "ten"})
