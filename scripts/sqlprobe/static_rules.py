@@ -40,6 +40,7 @@ SEVERITY = {
     "session_shared_across_tasks": "error",
     "text_with_fstring": "error",
     "commit_after_yield": "error",
+    "unawaited_session_call": "error",
     "queuepool_on_async_engine": "error",
     "joinedload_collection_without_unique": "error",
     "query_in_loop": "warning",
@@ -63,6 +64,20 @@ SESSION_METHODS = {
     "merge",
 }
 RESULT_METHODS = {"execute", "exec", "scalars", "stream", "stream_scalars"}
+# AsyncSession / AsyncConnection methods that are coroutines (add, add_all, expunge, expire, begin are not)
+ASYNC_SESSION_COROUTINES = SESSION_METHODS | {
+    "delete",
+    "commit",
+    "rollback",
+    "flush",
+    "close",
+    "aclose",
+    "invalidate",
+    "reset",
+    "run_sync",
+    "connection",
+    "exec_driver_sql",
+}
 LOADER_OPTIONS = {
     "selectinload",
     "joinedload",
@@ -647,6 +662,7 @@ class FileChecker:
             if scope.is_async:
                 self.lazy_load_in_async(scope, rels)
                 self.commit_after_yield(scope)
+                self.unawaited_session_call(scope)
                 self.unbounded_list_query(scope)
         return self.findings
 
@@ -964,6 +980,53 @@ class FileChecker:
                 return
 
     # -- list endpoints without a limit
+    def unawaited_session_call(self, scope: Scope) -> None:
+        """``session.delete(obj)`` as a statement in an async function, on a name that is an
+        AsyncSession/AsyncConnection there: the coroutine is created and dropped, nothing runs."""
+        if not self.project.is_async:
+            return
+        statements = list(own_statements(scope.node))
+        async_names: set[str] = set()  # names this function shows to be async sessions/connections
+        for node, _ in scope.awaits:
+            value = node.value
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
+                name = terminal_name(value.func.value)
+                if name and isinstance(value.func.value, ast.Name):
+                    async_names.add(name)
+        args = scope.node.args  # type: ignore[union-attr]
+        for arg in args.args + args.kwonlyargs + args.posonlyargs:
+            if arg.annotation is not None:
+                text_ = ast.unparse(arg.annotation)
+                if "Async" in text_ or (text_.endswith("Dep") and "session" in text_.lower()):
+                    async_names.add(arg.arg)
+        for stmt in statements:
+            if isinstance(stmt, ast.AsyncWith):
+                for item in stmt.items:
+                    if isinstance(item.optional_vars, ast.Name):
+                        async_names.add(item.optional_vars.id)
+        for stmt in statements:
+            if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+                continue
+            func = stmt.value.func
+            if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)):
+                continue
+            name = func.value.id
+            if (
+                func.attr in ASYNC_SESSION_COROUTINES
+                and name in async_names
+                and SESSIONISH.search(name)
+                and not NOT_A_DB_SESSION.search(name)
+                and name not in self.scan.factories
+            ):
+                self.add(
+                    "unawaited_session_call",
+                    stmt,
+                    f"{name}.{func.attr}() is a coroutine on an async session/connection and is not awaited: "
+                    "it never runs (nothing is deleted/committed/flushed), Python only warns "
+                    "'coroutine ... was never awaited'",
+                    f"await {name}.{func.attr}(...)",
+                )
+
     def unbounded_list_query(self, scope: Scope) -> None:
         fn = scope.node
         if not any(
@@ -1015,6 +1078,22 @@ class FileChecker:
             for value in scope.assigned().get(node.id, [])[-1:]:
                 return self.query_behind(value, scope, depth + 1)
         return None
+
+
+def own_statements(node: ast.AST | None) -> Any:
+    """The statements of a function body, nested blocks included, not those of nested functions/classes."""
+    if node is None:
+        return
+    stack = list(getattr(node, "body", []))
+    while stack:
+        stmt = stack.pop()
+        if isinstance(stmt, SCOPE_TYPES):
+            continue
+        yield stmt
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            children = getattr(stmt, name, None)
+            if isinstance(children, list):
+                stack.extend(c for c in children if isinstance(c, ast.AST))
 
 
 def latest(formatted: dict[str, list[tuple[int, bool]]], name: str, line: int) -> bool:
