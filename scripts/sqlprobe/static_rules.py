@@ -999,11 +999,13 @@ class FileChecker:
                 text_ = ast.unparse(arg.annotation)
                 if "Async" in text_ or (text_.endswith("Dep") and "session" in text_.lower()):
                     async_names.add(arg.arg)
+        sync_names: set[str] = set()  # also bound by a plain `with` here (a sync engine in another branch)
         for stmt in statements:
-            if isinstance(stmt, ast.AsyncWith):
+            if isinstance(stmt, (ast.AsyncWith, ast.With)):
                 for item in stmt.items:
                     if isinstance(item.optional_vars, ast.Name):
-                        async_names.add(item.optional_vars.id)
+                        (async_names if isinstance(stmt, ast.AsyncWith) else sync_names).add(item.optional_vars.id)
+        async_names -= sync_names
         for stmt in statements:
             if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
                 continue

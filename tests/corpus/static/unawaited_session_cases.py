@@ -7,11 +7,11 @@ and names with nothing showing they are async are not reported."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import aiohttp
 from fastapi import Depends
-from sqlalchemy import delete, select, text
+from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -77,6 +77,18 @@ async def fetch_page(http_session: aiohttp.ClientSession, url: str) -> None:
 async def no_evidence(session, order_id: int) -> None:  # type: ignore[no-untyped-def]
     session.delete(order_id)  # nothing here shows the session is async: not reported
     session.commit()
+
+
+async def upsert_any_engine(engine: AsyncEngine | Engine, stmt: Any) -> None:
+    # one name, two engines (advanced-alchemy's integration tests): the sync branch is correct
+    if isinstance(engine, AsyncEngine):
+        async with engine.connect() as conn:
+            await conn.execute(stmt)
+            await conn.commit()
+    else:
+        with engine.connect() as conn:
+            conn.execute(stmt)
+            conn.commit()
 
 
 async def scheduled(session: AsyncSession) -> None:
