@@ -59,6 +59,7 @@ def test_offline_prompt_offers_no_server(task: str, tmp_path: Path) -> None:
     run(["bash", str(HARNESS / "make_run.sh"), task, "without-skill", "1"], tmp_path)
     text = run([sys.executable, str(HARNESS / "prompt.py"), task, "without-skill", "1", "--offline"], tmp_path)
     assert "TEST_POSTGRES_URL" not in text and "TEST_MYSQL_URL" not in text
+    assert "they are shared" not in text.lower() and "leave everything else alone" not in text
     assert "No PostgreSQL or MariaDB server is available" in text
     assert "--- The user's request ---" in text
 

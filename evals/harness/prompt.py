@@ -22,11 +22,12 @@ SENTENCE_END = re.compile(r"(?<=[.:])\s+(?=[A-Z`])")
 
 
 def without_servers(prompt: str) -> str:
-    """The prompt less every sentence that offers a test server (a paragraph left empty goes)."""
+    """The prompt less its paragraphs about the test servers (a sentence there on DATABASE_URL stays)."""
     paragraphs = []
     for paragraph in prompt.split("\n\n"):
         if "TEST_POSTGRES_URL" in paragraph or "TEST_MYSQL_URL" in paragraph:
-            kept = [s for s in SENTENCE_END.split(paragraph) if "TEST_" not in s]
+            # keep only what says how the app picks its database; the rest is about the servers
+            kept = [s for s in SENTENCE_END.split(paragraph) if "TEST_" not in s and "DATABASE_URL" in s]
             paragraph = " ".join(kept).strip()
         if paragraph:
             paragraphs.append(paragraph)
