@@ -27,7 +27,11 @@ def without_servers(prompt: str) -> str:
     for paragraph in prompt.split("\n\n"):
         if "TEST_POSTGRES_URL" in paragraph or "TEST_MYSQL_URL" in paragraph:
             # keep only what says how the app picks its database; the rest is about the servers
-            kept = [s for s in SENTENCE_END.split(paragraph) if "TEST_" not in s and "DATABASE_URL" in s]
+            kept = [
+                s
+                for s in SENTENCE_END.split(paragraph)
+                if "TEST_POSTGRES_URL" not in s and "TEST_MYSQL_URL" not in s and "DATABASE_URL" in s
+            ]
             paragraph = " ".join(kept).strip()
         if paragraph:
             paragraphs.append(paragraph)
