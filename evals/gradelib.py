@@ -275,6 +275,33 @@ async def scratch_database(backend: str) -> AsyncIterator[str]:
         await admin.dispose()
 
 
+WAIT_FOR_QUEUE = 60.0  # seconds: a bound, not a delay (the wait ends as soon as the requests queue)
+
+
+async def lock_waiters(engine: Any, backend: str) -> int:
+    """Sessions of ``engine``'s (scratch) database that wait for a lock right now (server backends)."""
+    if backend == "postgresql":
+        sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    else:
+        # MariaDB does not always list a transaction waiting in its first statement in innodb_trx; a
+        # statement still running in this database (other than this one) is waiting.
+        sql = (
+            "SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() "
+            "AND command = 'Query' AND id <> CONNECTION_ID()"
+        )
+    async with engine.connect() as conn:
+        return int(await conn.scalar(text(sql)) or 0)
+
+
+async def queued(engine: Any, backend: str, count: int, tasks: list[Any], bound: float = WAIT_FOR_QUEUE) -> None:
+    """Wait (at most ``bound`` seconds) until ``count`` sessions wait for a lock or the tasks are done."""
+    deadline = asyncio.get_running_loop().time() + bound
+    while asyncio.get_running_loop().time() < deadline:
+        if all(t.done() for t in tasks) or await lock_waiters(engine, backend) >= count:
+            return
+        await asyncio.sleep(0.05)
+
+
 class StatementCounter:
     """Counts SQL statements of every engine in this process (executemany counts once)."""
 

@@ -16,7 +16,6 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import gradelib  # noqa: E402
@@ -29,27 +28,6 @@ CHECKS = ["signup_works", "duplicate_signup_409", "signup_confirmed_after_commit
           "orders_payload", "orders_statement_count", "stats_correct"]
 ORDERS = 20
 MAX_LIST_STATEMENTS = 4  # orders + customers + lines (+1 spare); the N+1 version runs 1 + 2 x 20
-WAIT_FOR_QUEUE = 60.0  # seconds (a bound, not a delay: the wait ends as soon as the requests queue)
-
-
-async def waiting(engine: AsyncEngine, backend: str) -> int:
-    """Sessions of this scratch database waiting for a lock right now."""
-    if backend == "postgresql":
-        sql = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-               "AND wait_event_type = 'Lock'")
-    else:
-        sql = ("SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() "
-               "AND command = 'Query' AND id <> CONNECTION_ID()")
-    async with engine.connect() as conn:
-        return int(await conn.scalar(text(sql)) or 0)
-
-
-async def queued(engine: AsyncEngine, backend: str, count: int, tasks: list[asyncio.Task[Any]]) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT_FOR_QUEUE
-    while asyncio.get_running_loop().time() < deadline:
-        if all(t.done() for t in tasks) or await waiting(engine, backend) >= count:
-            return
-        await asyncio.sleep(0.05)
 
 
 async def block_user_writes(engine: AsyncEngine, backend: str) -> AsyncConnection:
@@ -108,7 +86,7 @@ async def signups(client: httpx.AsyncClient, probe: AsyncEngine, backend: str, r
     # Writes to users are blocked: a sign-up must wait for its commit instead of confirming first.
     lock = await block_user_writes(probe, backend)
     task = sign_up("bob@example.com", "Bob")
-    await queued(probe, backend, 1, [task])
+    await gradelib.queued(probe, backend, 1, [task])
     early = task.done()
     await release(lock, backend)
     r = await asyncio.wait_for(task, gradelib.HTTP_TIMEOUT)
@@ -120,9 +98,9 @@ async def signups(client: httpx.AsyncClient, probe: AsyncEngine, backend: str, r
     # Double click: two sign-ups with one email at the same time.
     lock = await block_user_writes(probe, backend)
     tasks = [sign_up("carol@example.com", "Carol")]
-    await queued(probe, backend, 1, tasks)
+    await gradelib.queued(probe, backend, 1, tasks)
     tasks.append(sign_up("carol@example.com", "Carol"))
-    await queued(probe, backend, 2, tasks)
+    await gradelib.queued(probe, backend, 2, tasks)
     await release(lock, backend)
     answers = sorted([(await asyncio.wait_for(t, gradelib.HTTP_TIMEOUT)).status_code for t in tasks])
     stored = await count_users(probe, "carol@example.com")

@@ -22,7 +22,6 @@ import contextlib
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import gradelib  # noqa: E402
@@ -35,29 +34,7 @@ from sqlalchemy.pool import NullPool  # noqa: E402
 
 CHECKS = ["api_basics", "sold_out_409", "cancel_frees_seats", "burst_never_oversold", "waiting_writers_not_oversold"]
 APP = "tickets.main:app"
-WAIT_FOR_QUEUE = 30.0  # a bound, not a delay: the wait ends as soon as the requests queue
 SQLITE_HOLD = 2.0  # seconds the grader keeps the SQLite write lock ("a second or two")
-
-
-async def lock_waiters(engine: AsyncEngine, backend: str) -> int:
-    """Sessions of this scratch database waiting for a lock right now."""
-    if backend == "postgresql":
-        sql = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-               "AND wait_event_type = 'Lock'")
-    else:
-        sql = ("SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() "
-               "AND command = 'Query' AND id <> CONNECTION_ID()")
-    async with engine.connect() as conn:
-        return int(await conn.scalar(text(sql)) or 0)
-
-
-async def queued(engine: AsyncEngine, backend: str, count: int, tasks: list[asyncio.Task[Any]]) -> None:
-    """Wait (bounded) until ``count`` sessions wait for a lock or the requests are done."""
-    deadline = asyncio.get_running_loop().time() + WAIT_FOR_QUEUE
-    while asyncio.get_running_loop().time() < deadline:
-        if all(t.done() for t in tasks) or await lock_waiters(engine, backend) >= count:
-            return
-        await asyncio.sleep(0.05)
 
 
 async def run(solution: Path, backend: str, report: gradelib.Report) -> None:
@@ -170,7 +147,7 @@ async def scenarios(clients: list[httpx.AsyncClient], probe: AsyncEngine, url: s
         else:
             await lock.execute(text("SELECT id FROM reservations FOR UPDATE"))
         tasks = [reserve(event, 1, via=i) for i in range(count)]
-        await queued(probe, backend, count, tasks)
+        await gradelib.queued(probe, backend, count, tasks, bound=30.0)
         await lock.commit()
         await lock.close()
     responses = [await asyncio.wait_for(t, gradelib.HTTP_TIMEOUT) for t in tasks]

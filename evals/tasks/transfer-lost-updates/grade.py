@@ -18,7 +18,6 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import gradelib  # noqa: E402
@@ -29,30 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 CHECKS = ["accounts_api", "concurrent_withdrawals_kept", "opposite_transfers_succeed", "burst_balances_exact",
           "overdraft_refused"]
-WAIT_FOR_QUEUE = 60.0  # seconds (a bound, not a delay: the wait ends as soon as the requests queue)
-
-
-async def lock_waiters(engine: AsyncEngine, backend: str) -> int:
-    """Sessions of this scratch database waiting for a row lock right now."""
-    if backend == "postgresql":
-        sql = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-               "AND wait_event_type = 'Lock'")
-    else:
-        # MariaDB does not always list a transaction waiting in its first statement in
-        # innodb_trx; a statement still running in this database (other than this one) is waiting.
-        sql = ("SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() "
-               "AND command = 'Query' AND id <> CONNECTION_ID()")
-    async with engine.connect() as conn:
-        return int(await conn.scalar(text(sql)) or 0)
-
-
-async def queued(engine: AsyncEngine, backend: str, count: int, tasks: list[asyncio.Task[Any]]) -> None:
-    """Wait (bounded) until ``count`` sessions wait for a lock or the requests are done."""
-    deadline = asyncio.get_running_loop().time() + WAIT_FOR_QUEUE
-    while asyncio.get_running_loop().time() < deadline:
-        if all(t.done() for t in tasks) or await lock_waiters(engine, backend) >= count:
-            return
-        await asyncio.sleep(0.05)
 
 
 async def hold_lock(engine: AsyncEngine, account_id: int) -> AsyncConnection:
@@ -103,9 +78,9 @@ async def scenarios(client: httpx.AsyncClient, probe: AsyncEngine, backend: str,
     # 1. Two withdrawals from a at once: both read before either writes.
     lock = await hold_lock(probe, a)
     tasks = [send(a, b, 100)]
-    await queued(probe, backend, 1, tasks)
+    await gradelib.queued(probe, backend, 1, tasks)
     tasks.append(send(a, c, 100))
-    await queued(probe, backend, 2, tasks)
+    await gradelib.queued(probe, backend, 2, tasks)
     await lock.commit()
     await lock.close()
     answers = [(await asyncio.wait_for(t, gradelib.HTTP_TIMEOUT)).status_code for t in tasks]
@@ -118,9 +93,9 @@ async def scenarios(client: httpx.AsyncClient, probe: AsyncEngine, backend: str,
     d, e = await open_account("d", 1000), await open_account("e", 1000)
     lock = await hold_lock(probe, d)
     tasks = [send(d, e, 100)]
-    await queued(probe, backend, 1, tasks)
+    await gradelib.queued(probe, backend, 1, tasks)
     tasks.append(send(e, d, 50))
-    await queued(probe, backend, 2, tasks)
+    await gradelib.queued(probe, backend, 2, tasks)
     await lock.commit()
     await lock.close()
     responses = [await asyncio.wait_for(t, gradelib.HTTP_TIMEOUT) for t in tasks]
