@@ -25,6 +25,7 @@ import gc
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -979,7 +980,7 @@ class FileChecker:
                 )
                 return
 
-    # -- list endpoints without a limit
+    # -- coroutines of an async session dropped without await
     def unawaited_session_call(self, scope: Scope) -> None:
         """``session.delete(obj)`` as a statement in an async function, on a name that is an
         AsyncSession/AsyncConnection there: the coroutine is created and dropped, nothing runs."""
@@ -1029,6 +1030,7 @@ class FileChecker:
                     f"await {name}.{func.attr}(...)",
                 )
 
+    # -- list endpoints without a limit
     def unbounded_list_query(self, scope: Scope) -> None:
         fn = scope.node
         if not any(
@@ -1082,7 +1084,7 @@ class FileChecker:
         return None
 
 
-def own_statements(node: ast.AST | None) -> Any:
+def own_statements(node: ast.AST | None) -> Iterator[ast.AST]:
     """The statements of a function body, nested blocks included, not those of nested functions/classes."""
     if node is None:
         return
