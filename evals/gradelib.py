@@ -302,6 +302,89 @@ async def queued(engine: Any, backend: str, count: int, tasks: list[Any], bound:
         await asyncio.sleep(0.05)
 
 
+# --- sign-ups that must tell the truth (apps with a ``users`` table and ``POST /users``) ---------
+# Checks signup_works, duplicate_signup_409, signup_confirmed_after_commit, double_click_one_account.
+# To make the race happen every time, writes to ``users`` are blocked on the grader's own
+# connection until the requests queue behind the lock (or answer).
+
+
+async def block_user_writes(engine: Any, backend: str) -> Any:
+    """Reads of ``users`` go on, inserts wait until ``release``."""
+    conn = await engine.connect()
+    if backend == "postgresql":
+        await conn.begin()
+        await conn.execute(text("LOCK TABLE users IN SHARE MODE"))
+    else:
+        await conn.execute(text("LOCK TABLES users READ"))
+    return conn
+
+
+async def release(conn: Any, backend: str) -> None:
+    if backend == "postgresql":
+        await conn.commit()
+    else:
+        await conn.execute(text("UNLOCK TABLES"))
+    await conn.close()
+
+
+async def count_users(engine: Any, email: str) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(text("SELECT count(*) FROM users WHERE email = :e"), {"e": email}) or 0)
+
+
+async def signup_checks(client: Any, probe: Any, backend: str, report: Report) -> None:
+    def sign_up(email: str, name: str = "Ann") -> asyncio.Task[Any]:
+        return asyncio.create_task(client.post("/users", json={"email": email, "name": name}))
+
+    r = await sign_up("ann@example.com")
+    stored = await count_users(probe, "ann@example.com")
+    report.check(
+        "signup_works",
+        r.status_code == 201 and stored == 1,
+        f"POST /users answered {r.status_code}; {stored} rows stored",
+    )
+
+    again = await sign_up("ann@example.com", "Ann again")
+    stored = await count_users(probe, "ann@example.com")
+    report.check(
+        "duplicate_signup_409",
+        again.status_code == 409 and stored == 1,
+        f"signing up again with a registered email answered {again.status_code} (expected 409); "
+        f"{stored} rows with that email",
+    )
+
+    # Writes to users are blocked: a sign-up must wait for its commit instead of confirming first.
+    lock = await block_user_writes(probe, backend)
+    task = sign_up("bob@example.com", "Bob")
+    await queued(probe, backend, 1, [task])
+    early = task.done()
+    await release(lock, backend)
+    r = await asyncio.wait_for(task, HTTP_TIMEOUT)
+    stored = await count_users(probe, "bob@example.com")
+    report.check(
+        "signup_confirmed_after_commit",
+        not early and r.status_code == 201 and stored == 1,
+        f"the sign-up answered {r.status_code} while its row could not be written yet"
+        if early
+        else f"the sign-up answered {r.status_code}; {stored} rows stored",
+    )
+
+    # Double click: two sign-ups with one email at the same time.
+    lock = await block_user_writes(probe, backend)
+    tasks = [sign_up("carol@example.com", "Carol")]
+    await queued(probe, backend, 1, tasks)
+    tasks.append(sign_up("carol@example.com", "Carol"))
+    await queued(probe, backend, 2, tasks)
+    await release(lock, backend)
+    answers = sorted([(await asyncio.wait_for(t, HTTP_TIMEOUT)).status_code for t in tasks])
+    stored = await count_users(probe, "carol@example.com")
+    report.check(
+        "double_click_one_account",
+        answers == [201, 409] and stored == 1,
+        f"two simultaneous sign-ups with one email answered {answers} (expected [201, 409]); {stored} rows stored",
+    )
+
+
 class StatementCounter:
     """Counts SQL statements of every engine in this process (executemany counts once)."""
 

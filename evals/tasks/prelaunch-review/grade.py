@@ -26,37 +26,13 @@ import gradelib  # noqa: E402
 
 import httpx  # noqa: E402
 from sqlalchemy import text  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
 
 CHECKS = ["signup_works", "duplicate_signup_409", "signup_confirmed_after_commit", "double_click_one_account",
           "orders_payload", "orders_statement_count", "order_with_customer", "status_change",
           "cancel_removes_order", "search_any_text", "stats_correct"]
 ORDERS = 20
 MAX_LIST_STATEMENTS = 4  # orders + customers + lines (+1 spare); the N+1 version runs 1 + 2 x 20
-
-
-async def block_user_writes(engine: AsyncEngine, backend: str) -> AsyncConnection:
-    """Reads of ``users`` go on, inserts wait until ``release``."""
-    conn = await engine.connect()
-    if backend == "postgresql":
-        await conn.begin()
-        await conn.execute(text("LOCK TABLE users IN SHARE MODE"))
-    else:
-        await conn.execute(text("LOCK TABLES users READ"))
-    return conn
-
-
-async def release(conn: AsyncConnection, backend: str) -> None:
-    if backend == "postgresql":
-        await conn.commit()
-    else:
-        await conn.execute(text("UNLOCK TABLES"))
-    await conn.close()
-
-
-async def count_users(engine: AsyncEngine, email: str) -> int:
-    async with engine.connect() as conn:
-        return int(await conn.scalar(text("SELECT count(*) FROM users WHERE email = :e"), {"e": email}) or 0)
 
 
 async def run(solution: Path, backend: str, report: gradelib.Report) -> None:
@@ -67,51 +43,10 @@ async def run(solution: Path, backend: str, report: gradelib.Report) -> None:
         probe = create_async_engine(url)
         try:
             async with gradelib.served(app) as base, gradelib.http_client(base) as client:
-                await signups(client, probe, backend, report)
+                await gradelib.signup_checks(client, probe, backend, report)
                 await orders_and_stats(client, counter, probe, report)
         finally:
             await probe.dispose()
-
-
-async def signups(client: httpx.AsyncClient, probe: AsyncEngine, backend: str, report: gradelib.Report) -> None:
-    def sign_up(email: str, name: str = "Ann") -> asyncio.Task[httpx.Response]:
-        return asyncio.create_task(client.post("/users", json={"email": email, "name": name}))
-
-    r = await sign_up("ann@example.com")
-    stored = await count_users(probe, "ann@example.com")
-    report.check("signup_works", r.status_code == 201 and stored == 1,
-                 f"POST /users answered {r.status_code}; {stored} rows stored")
-
-    again = await sign_up("ann@example.com", "Ann again")
-    stored = await count_users(probe, "ann@example.com")
-    report.check("duplicate_signup_409", again.status_code == 409 and stored == 1,
-                 f"signing up again with a registered email answered {again.status_code} (expected 409); "
-                 f"{stored} rows with that email")
-
-    # Writes to users are blocked: a sign-up must wait for its commit instead of confirming first.
-    lock = await block_user_writes(probe, backend)
-    task = sign_up("bob@example.com", "Bob")
-    await gradelib.queued(probe, backend, 1, [task])
-    early = task.done()
-    await release(lock, backend)
-    r = await asyncio.wait_for(task, gradelib.HTTP_TIMEOUT)
-    stored = await count_users(probe, "bob@example.com")
-    report.check("signup_confirmed_after_commit", not early and r.status_code == 201 and stored == 1,
-                 f"the sign-up answered {r.status_code} while its row could not be written yet" if early else
-                 f"the sign-up answered {r.status_code}; {stored} rows stored")
-
-    # Double click: two sign-ups with one email at the same time.
-    lock = await block_user_writes(probe, backend)
-    tasks = [sign_up("carol@example.com", "Carol")]
-    await gradelib.queued(probe, backend, 1, tasks)
-    tasks.append(sign_up("carol@example.com", "Carol"))
-    await gradelib.queued(probe, backend, 2, tasks)
-    await release(lock, backend)
-    answers = sorted([(await asyncio.wait_for(t, gradelib.HTTP_TIMEOUT)).status_code for t in tasks])
-    stored = await count_users(probe, "carol@example.com")
-    report.check("double_click_one_account", answers == [201, 409] and stored == 1,
-                 f"two simultaneous sign-ups with one email answered {answers} (expected [201, 409]); "
-                 f"{stored} rows stored")
 
 
 async def orders_and_stats(client: httpx.AsyncClient, counter: gradelib.StatementCounter, probe: AsyncEngine,
