@@ -304,6 +304,13 @@ def is_fixed_collection(node: ast.AST, scope: Scope | None, depth: int = 0) -> b
         return True
     if isinstance(node, ast.IfExp):
         return is_fixed_collection(node.body, scope, depth) and is_fixed_collection(node.orelse, scope, depth)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("sorted", "reversed", "tuple", "list", "set")
+        and len(node.args) == 1
+    ):  # sorted((src, dst)): the two rows a transfer locks in key order
+        return is_fixed_collection(node.args[0], scope, depth)
     if isinstance(node, (ast.Name, ast.Attribute)):
         name = terminal_name(node) or ""
         if name.isupper() and len(name) > 1:
