@@ -125,10 +125,10 @@ async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "unavailable"}, status_code=503)
     try:
         await asyncio.wait_for(select_one(engine), HEALTH_TIMEOUT_SECONDS)
-    except (asyncio.TimeoutError, TimeoutError, PoolTimeoutError):  # an exhausted pool must not hang the probe
+    except (asyncio.TimeoutError, TimeoutError):  # the probe's own deadline: an exhausted pool must not hang it
         return JSONResponse({"status": "unavailable"}, status_code=503)
     except Exception as exc:
-        if is_database_unavailable(exc):
+        if is_database_unavailable(exc):  # includes PoolTimeoutError and refused connections
             return JSONResponse({"status": "unavailable"}, status_code=503)
         raise
     return JSONResponse({"status": "ok"})
